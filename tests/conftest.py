@@ -1,0 +1,20 @@
+"""Shared test set-up: quiet TensorFlow, the project on sys.path, the real-data locations."""
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def mnist_dir():
+    path = SHARED_DATA / "mnist"
+    if not (path / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {path} (only developers' machines and CI have ../shared)")
+    return path
