@@ -154,7 +154,8 @@ class ResidentInput(NamedTuple):
     data_placeholder: tf.Tensor  # [N, dims[0]] float32, fed once to `load_op`
     load_op: tf.Operation  # copies the data into a local variable
     order_placeholder: tf.Tensor  # [N] int32: the epoch's shuffled order
-    start_epoch_op: tf.Operation  # stores the order and rewinds the cursor
+    start_placeholder: tf.Tensor  # int32 scalar, default 0: the step within the epoch to start at
+    start_epoch_op: tf.Operation  # stores the order and sets the cursor to that step
     batch_size: int  # batches are order[k*B:(k+1)*B]; a partial last batch is dropped
 
 
@@ -271,15 +272,16 @@ def resident_input(num_examples, dim, batch_size):
         data = tf1.get_variable("examples", [num_examples, dim], trainable=False,
                                 initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
         order_ph = tf1.placeholder(tf.int32, [num_examples], name="order_in")
+        start_ph = tf1.placeholder_with_default(0, [], name="start_step")  # resuming mid-epoch
         order = tf1.get_variable("order", [num_examples], tf.int32, trainable=False,
                                  initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
         cursor = tf1.get_variable("cursor", [], tf.int32, trainable=False,
                                   initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
-        start_epoch = tf.group(order.assign(order_ph), cursor.assign(0))
+        start_epoch = tf.group(order.assign(order_ph), cursor.assign(start_ph * batch_size))
         end = cursor.assign_add(batch_size)
         batch = tf.gather(data, order[end - batch_size : end])
     # The zero initializer only sizes the variable; load_op replaces it without a 2 GB constant.
-    spec = ResidentInput(data_ph, data.assign(data_ph).op, order_ph, start_epoch, batch_size)
+    spec = ResidentInput(data_ph, data.assign(data_ph).op, order_ph, start_ph, start_epoch, batch_size)
     return spec, batch
 
 

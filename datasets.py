@@ -1,0 +1,210 @@
+"""Datasets for train.py: MNIST-format IDX folders, Keras .npz files, scikit-learn's digits, and a
+user's own arrays. Every loader returns float32 arrays in [0, 1] (uint8 divided by 255) and
+raises DataError, one line naming the problem and the fix, for anything it cannot use.
+"""
+import gzip
+import os
+import pathlib
+import struct
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+
+KERAS_CACHE = pathlib.Path("~/.keras/datasets").expanduser()
+# Where a local copy is looked for, in order, after --data-dir.
+LOCAL = {
+    "mnist": [pathlib.Path("data/mnist"), pathlib.Path("MNIST_data"), KERAS_CACHE / "mnist.npz"],
+    "fashion_mnist": [pathlib.Path("data/fashion-mnist"), pathlib.Path("data/fashion_mnist"),
+                      KERAS_CACHE / "fashion-mnist"],
+}
+IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+
+class DataError(Exception):
+    """Bad input data: the message names the problem and what to do."""
+
+
+class Dataset(NamedTuple):
+    name: str
+    train: np.ndarray  # [N, D] float32 in [0, 1] unless the user's data says otherwise
+    test: np.ndarray  # [M, D] float32
+    image_shape: Optional[Tuple[int, int]]  # (H, W) when the rows are images
+    source: str  # where it came from, for the log and config.json
+
+
+def read_idx(path):
+    """An IDX file (gzipped or not) as a uint8 array; checks the magic number and the size."""
+    path = pathlib.Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read IDX file {path} ({e}); re-download it") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an IDX file of unsigned bytes (wrong magic number); "
+                        "use the original MNIST-format files")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path} is truncated (header incomplete); re-download it")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    if len(raw) - header != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated or padded: {len(raw) - header} bytes of data for shape {shape}; "
+                        "re-download it")
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+
+
+def _find_idx(folder, stem):
+    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
+        if (folder / name).exists():
+            return folder / name
+    raise DataError(f"{folder} has no {stem}[.gz]; it needs the four MNIST-format IDX files")
+
+
+def _images(arr, where):
+    """uint8 [N,H,W] or [N,D] (or floats) -> float32 [N,D], and the (H,W) if there is one."""
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3):
+        raise DataError(f"{where}: expected an N x D or N x H x W array, got shape {arr.shape}")
+    if arr.shape[0] == 0:
+        raise DataError(f"{where} is empty (0 examples); give a file with data in it")
+    hw = tuple(arr.shape[1:]) if arr.ndim == 3 else None
+    if arr.dtype == np.uint8:
+        flat = arr.reshape(len(arr), -1).astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr):
+        flat = arr.reshape(len(arr), -1).astype(np.float32)
+    else:
+        raise DataError(f"{where}: array of dtype {arr.dtype} is not numeric; give uint8 or float data")
+    if hw is None:
+        side = int(round(flat.shape[1] ** 0.5))
+        hw = (side, side) if side * side == flat.shape[1] else None
+    return flat, hw
+
+
+def load_idx_folder(folder, name):
+    folder = pathlib.Path(folder)
+    train, hw = _images(read_idx(_find_idx(folder, IDX_FILES["train"])), str(folder))
+    test, _ = _images(read_idx(_find_idx(folder, IDX_FILES["test"])), str(folder))
+    return Dataset(name, train, test, hw, str(folder))
+
+
+def _read_npz(path):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
+        raise DataError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); check the file") from None
+
+
+def load_keras_npz(path, name):
+    arrays = _read_npz(path)
+    if not {"x_train", "x_test"} <= set(arrays):
+        raise DataError(f"{path} has no x_train/x_test arrays (has {sorted(arrays)}); give a Keras dataset .npz")
+    train, hw = _images(arrays["x_train"], f"{path}:x_train")
+    test, _ = _images(arrays["x_test"], f"{path}:x_test")
+    return Dataset(name, train, test, hw, str(path))
+
+
+def load_digits():
+    """scikit-learn's bundled 8x8 digits (1,797 images, 0..16), a fixed 80/20 split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    images = sk_digits().images.astype(np.float32) / 16.0
+    order = np.random.RandomState(0).permutation(len(images))
+    cut = int(0.8 * len(images))
+    flat = images.reshape(len(images), -1)
+    return Dataset("digits", flat[order[:cut]], flat[order[cut:]], (8, 8), "scikit-learn load_digits (bundled)")
+
+
+def load_user_array(path):
+    """A user's .npy or .npz: N x D or N x H x W; the last 10% (at least 1) become the test set,
+    unless an .npz carries x_train and x_test itself."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise DataError(f"data file {path} does not exist; check the path given to --dataset")
+    if path.suffix == ".npz":
+        arrays = _read_npz(path)
+        if {"x_train", "x_test"} <= set(arrays):
+            return load_keras_npz(path, "user")
+        if len(arrays) != 1:
+            raise DataError(f"{path} holds {sorted(arrays)}; give one array, or x_train and x_test")
+        arr = next(iter(arrays.values()))
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise DataError(f"cannot read {path} as .npy ({type(e).__name__}: {e}); check the file") from None
+    flat, hw = _images(arr, str(path))
+    if len(flat) < 2:
+        raise DataError(f"{path} has {len(flat)} example; give at least 2 (one is held out for testing)")
+    cut = len(flat) - max(1, len(flat) // 10)
+    return Dataset("user", flat[:cut], flat[cut:], hw, str(path))
+
+
+def _has_idx(folder):
+    return any((folder / (IDX_FILES["train"] + s)).exists() for s in (".gz", ""))
+
+
+def _local_copy(name, data_dir):
+    """The dataset from --data-dir (which must be usable) or the first usable LOCAL place, or None."""
+    if data_dir:
+        path = pathlib.Path(data_dir)
+        if path.is_dir():
+            return load_idx_folder(path, name)
+        if path.is_file() and path.suffix == ".npz":
+            return load_keras_npz(path, name)
+        raise DataError(f"--data-dir {path} is neither a folder of MNIST-format IDX files nor a .npz file")
+    for path in LOCAL.get(name, []):
+        if path.is_dir() and _has_idx(path):
+            return load_idx_folder(path, name)
+        if path.is_file() and path.suffix == ".npz":
+            return load_keras_npz(path, name)
+    return None
+
+
+def _download(name):
+    import tensorflow as tf
+
+    module = {"mnist": tf.keras.datasets.mnist, "fashion_mnist": tf.keras.datasets.fashion_mnist}[name]
+    try:
+        (x_train, _), (x_test, _) = module.load_data()
+    except Exception as e:
+        raise DataError(f"could not download {name} ({type(e).__name__}); offline? put the IDX files in "
+                        f"a folder and pass --data-dir") from None
+    train, hw = _images(x_train, name)
+    return Dataset(name, train, _images(x_test, name)[0], hw, f"downloaded by tf.keras.datasets.{name}")
+
+
+def load(dataset, data_dir=None, log=print):
+    """dataset: auto | mnist | fashion_mnist | digits | path to .npy/.npz. Never downloads for auto."""
+    if dataset == "auto":
+        ds = _local_copy("mnist", data_dir)
+        if ds:
+            log(f"data: MNIST from {ds.source} (use --dataset digits for the small built-in set)")
+            return ds
+        log("data: scikit-learn's 8x8 digits (no local MNIST found; --dataset mnist downloads it, "
+            "or --data-dir points at the IDX files)")
+        return load_digits()
+    if dataset in ("mnist", "fashion_mnist"):
+        return _local_copy(dataset, data_dir) or _download(dataset)
+    if dataset == "digits":
+        return load_digits()
+    if dataset.endswith((".npy", ".npz")) or os.sep in dataset:
+        return load_user_array(dataset)
+    raise DataError(f"unknown --dataset {dataset!r}; use auto, mnist, fashion_mnist, digits or a .npy/.npz path")
+
+
+def validate(ds, input_dim, needs_unit_range):
+    """Refuse data the model cannot train on, before any training starts."""
+    for part, arr in (("training", ds.train), ("test", ds.test)):
+        if arr.size == 0:
+            raise DataError(f"the {part} set is empty; give more examples")
+        if arr.shape[1] != input_dim:
+            raise DataError(f"the data has {arr.shape[1]} values per example but --dims starts with {input_dim}; "
+                            f"make the first of --dims {arr.shape[1]}")
+        if not np.isfinite(arr).all():
+            raise DataError(f"the {part} set holds NaN or infinite values; clean the data first")
+        if needs_unit_range and (arr.min() < 0 or arr.max() > 1):
+            raise DataError(f"the {part} set has values in [{arr.min():g}, {arr.max():g}] but a sigmoid output or "
+                            "xent loss needs [0, 1]; rescale the data or use --output-activation linear --loss mse")

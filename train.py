@@ -1,0 +1,452 @@
+"""Train a tied-weight autoencoder (tf1_tied_ae) from the command line.
+
+    python train.py                                   # tied, on MNIST if found, else 8x8 digits
+    python train.py --dataset mnist --mode tied-untied --epochs 20
+    python train.py --compare                         # the question's code vs every mode
+    python train.py --out checkpoints/run --resume    # continue a run
+
+Exit codes: 0 done, 1 unexpected error, 2 bad input (one line on stderr), 3 non-finite loss,
+130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.
+"""
+import argparse
+import dataclasses
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+import datasets
+import runs
+
+EXIT_BAD_INPUT, EXIT_DIVERGED = 2, 3
+MODEL_FLAGS = {  # flag -> (AEConfig field, type, help); the defaults come from AEConfig itself
+    "--dims": ("dims", None, "layer sizes from input to code, comma-separated (default: the question's rule "
+                             "from the image size: 784,196,81,49 for 28x28 images, 64,16,4,4 for 8x8)"),
+    "--mode": ("mode", str, "untied | tied | sync | tied-untied (default: %(default)s)"),
+    "--init": ("init", str, "glorot | snippet (the question's N(0,1)) (default: %(default)s)"),
+    "--activation": ("activation", str, "hidden units: sigmoid | relu | elu | selu | tanh | linear (default: %(default)s)"),
+    "--code-activation": ("code_activation", str, "code layer (default: same as --activation; linear for Hinton's code)"),
+    "--output-activation": ("output_activation", str, "linear | sigmoid (default: linear for mse, sigmoid for xent)"),
+    "--loss": ("loss", str, "mse | xent (default: %(default)s)"),
+    "--trainable": ("trainable", str, "what minimize(var_list=...) trains: all | encoder | decoder (default: %(default)s)"),
+    "--optimizer": ("optimizer", str, "adam | sgd (default: %(default)s)"),
+    "--lr": ("learning_rate", float, "learning rate (default: %(default)s)"),
+    "--seed": ("seed", int, "graph-level seed; also orders the batches (default: %(default)s)"),
+    "--sync-every": ("sync_every", str, "sync mode: re-assign decoder kernels every step | epoch (default: %(default)s)"),
+}
+RUN_FLAGS = {  # flag -> (type, default, help)
+    "--dataset": (str, "auto", "auto | mnist | fashion_mnist | digits | path/to/data.npy|.npz "
+                               "(default: %(default)s: a local MNIST copy, else scikit-learn's digits)"),
+    "--data-dir": (str, None, "folder of MNIST-format IDX files, or a Keras .npz (default: look in ./data/mnist, "
+                              "./MNIST_data, ~/.keras/datasets)"),
+    "--epochs": (int, None, "training epochs in all (default: 10 for MNIST-sized data, 200 for smaller sets)"),
+    "--untie-epochs": (int, None, "tied-untied: how many of the last --epochs train untied (default: half)"),
+    "--batch-size": (int, 100, "examples per step (default: %(default)s)"),
+}
+SAVED_RUN_FIELDS = ("dataset", "data_dir", "batch_size", "epochs", "untie_epochs")
+COMPARE = {  # variant -> AEConfig overrides (same data, seed, batches and epochs for all)
+    "snippet": dict(mode="untied", init="snippet", activation="sigmoid", code_activation="sigmoid",
+                    output_activation="linear", loss="mse"),
+    "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
+    "tied-untied": dict(mode="tied-untied"),
+}
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit code 2."""
+
+
+class Stopped(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see python train.py --help)")
+
+
+def parse_dims(text):
+    try:
+        dims = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not comma-separated integers like 784,196,81,49") from None
+    if len(dims) < 2 or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least 2 positive sizes, like 784,196,81,49")
+    return dims
+
+
+def make_parser():
+    from tf1_tied_ae import AEConfig
+
+    p = Parser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=__doc__.split("\n", 2)[2])
+    defaults = AEConfig()
+    for flag, (field, typ, help_) in MODEL_FLAGS.items():
+        p.add_argument(flag, type=typ or parse_dims, default=None, help=help_ % {"default": getattr(defaults, field)}
+                       if "%(default)s" in help_ else help_)
+    for flag, (typ, default, help_) in RUN_FLAGS.items():
+        p.add_argument(flag, type=typ, default=None, help=help_ % {"default": default} if "%(default)s" in help_ else help_)
+    p.add_argument("--out", help="run folder (default: a new folder under checkpoints/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
+    return p
+
+
+def question_dims(image_shape, width):
+    """The question's rule: [W*H, (W//2)*(H//2), (W//3)*(H//3), (W//4)*(H//4)]."""
+    if image_shape is None:
+        raise UsageError(f"the data's {width} values per example are not a square image; give --dims")
+    h, w = image_shape
+    return tuple((w // k) * (h // k) for k in (1, 2, 3, 4))
+
+
+def _plain(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
+
+
+def given(args, flag):
+    return getattr(args, flag.lstrip("-").replace("-", "_"))
+
+
+def resolve(args, ds, saved=None):
+    """Flags -> (AEConfig, run settings); unset flags take the saved run's values, then defaults.
+    With a saved run, a flag that differs from it is refused, naming every difference."""
+    from tf1_tied_ae import AEConfig
+
+    model = dict(saved["model"]) if saved else {}
+    run = dict(saved["run"]) if saved else {}
+    diffs = []
+    for flag, (field, _, _) in MODEL_FLAGS.items():
+        value = given(args, flag)
+        if value is None:
+            continue
+        if saved and _plain(model.get(field)) != _plain(value):
+            diffs.append(f"{flag} {_plain(value)} (run has {_plain(model.get(field))})")
+        model[field] = value
+    if "dims" not in model:
+        model["dims"] = question_dims(ds.image_shape, ds.train.shape[1])
+    for flag, (_, default, _) in RUN_FLAGS.items():
+        key, value = flag.lstrip("-").replace("-", "_"), given(args, flag)
+        if value is not None and saved and run.get(key) != value and key != "epochs":
+            diffs.append(f"{flag} {value} (run has {run.get(key)})")
+        run.setdefault(key, value if value is not None else default)
+        if value is not None:
+            run[key] = value
+    if diffs:
+        raise UsageError(f"--resume with flags that differ from the run in {args.out}: {'; '.join(diffs)}; "
+                         "drop them or start a new run with another --out")
+    try:
+        model["dims"] = tuple(model["dims"])
+        cfg = AEConfig(**model)
+    except ValueError as e:
+        field = str(e).split()[0]
+        flag = next((f for f, (name, _, _) in MODEL_FLAGS.items() if name == field), None)
+        raise UsageError(f"{flag}: {e}" if flag else str(e)) from None
+    if run["epochs"] is None:
+        run["epochs"] = 10 if len(ds.train) >= 20000 else 200
+    if run["epochs"] < 0:
+        raise UsageError(f"--epochs must be 0 or more; got {run['epochs']}")
+    if run["batch_size"] <= 0 or run["batch_size"] > len(ds.train):
+        raise UsageError(f"--batch-size must be between 1 and the {len(ds.train)} training examples; "
+                         f"got {run['batch_size']}")
+    if cfg.mode == "tied-untied" and saved and args.untie_epochs is None:
+        # a resumed run keeps its untie point; a longer --epochs lengthens the untied stage
+        run["untie_epochs"] = run["epochs"] - (saved["run"]["epochs"] - saved["run"]["untie_epochs"])
+    if cfg.mode == "tied-untied":
+        if run["untie_epochs"] is None:
+            run["untie_epochs"] = run["epochs"] // 2
+        if not 0 <= run["untie_epochs"] <= run["epochs"]:
+            raise UsageError(f"--untie-epochs must be between 0 and --epochs {run['epochs']}; got {run['untie_epochs']}")
+    else:
+        run["untie_epochs"] = 0
+    return cfg, run
+
+
+def import_tensorflow(verbose):
+    """TensorFlow, with its start-up noise hidden unless --verbose.
+
+    TF_CPP_MIN_LOG_LEVEL does not reach the lines the C++ runtime logs before it reads its
+    settings, so without --verbose file descriptor 2 goes to /dev/null for the whole process
+    and Python's sys.stderr (this program's own messages) keeps the real stderr.
+    """
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = os.fdopen(real, "w", buffering=1)
+    import tensorflow as tf
+
+    if not verbose:
+        tf.get_logger().setLevel("ERROR")
+    tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
+    return tf
+
+
+def run_folder(args, dataset_name, mode):
+    if args.out:
+        return args.out
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join("checkpoints", f"{dataset_name}-{'compare' if args.compare else mode}-{stamp}")
+    out, k = base, 1
+    while os.path.exists(out):
+        out, k = f"{base}-{k}", k + 1
+    return out
+
+
+def open_run(args, out):
+    """The saved config of --out for --resume; refuse to reuse a run folder otherwise."""
+    config_path = os.path.join(out, "config.json")
+    if args.resume:
+        saved = runs.read_json(config_path)
+        if saved is None:
+            raise UsageError(f"--resume: {out} holds no run (no config.json); start one without --resume")
+        return saved
+    if os.path.exists(config_path):
+        raise UsageError(f"--out {out} is an existing run; add --resume to continue it or choose another --out")
+    if os.path.isdir(out) and os.listdir(out):
+        raise UsageError(f"--out {out} is a folder with other files in it; choose a new or empty folder")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file, not a folder; choose a folder")
+    return None
+
+
+# --- the training loop -----------------------------------------------------------------------------
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: remembers the signal; the loop stops at the next step boundary."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        self.signum = signum
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def evaluate(sess, head, x, data, chunk=2000):
+    """(mean loss, mean sum of squared errors per example) over `data`, fed through ae.x."""
+    loss = sse = 0.0
+    for i in range(0, len(data), chunk):
+        part = data[i : i + chunk]
+        l, s = sess.run([head.loss, head.sse], {x: part})
+        loss += float(l) * len(part)
+        sse += float(np.sum(s, dtype=np.float64))
+    return loss / len(data), sse / len(data)
+
+
+def epoch_order(seed, epoch, n):
+    """The epoch's shuffled order: a function of (seed, epoch) alone, so a resumed run repeats it."""
+    return np.random.RandomState([seed or 0, epoch]).permutation(n).astype(np.int32)
+
+
+def restore(tf, sess, ae, path):
+    try:
+        ae.saver.restore(sess, path)
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
+                         "another model: delete its files to fall back to an older one, or start a new run") from None
+
+
+def summary(tf, step, **values):
+    return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
+
+
+def train_run(tf, cfg, run, ds, out, resume, log=print):
+    """Train one model in run folder `out` (new, or resumed from its newest checkpoint)."""
+    import tf1_tied_ae as tae
+
+    tf1 = tf.compat.v1
+    n, batch, total = len(ds.train), run["batch_size"], run["epochs"]
+    steps = n // batch  # per epoch; the shuffled remainder waits for a later epoch
+    tied_epochs = total - run["untie_epochs"]
+    metrics_path, prefix = os.path.join(out, "metrics.json"), os.path.join(out, "ckpt")
+    ae = tae.build(cfg, resident=(n, batch))
+    with tf1.Session(graph=ae.graph) as sess:
+        latest = tf.train.latest_checkpoint(out) if resume else None
+        metrics = (runs.read_json(metrics_path) if resume else None) or {"epochs": []}
+        if latest:
+            restore(tf, sess, ae, latest)
+        else:
+            sess.run(ae.init_op)
+        sess.run(ae.resident.load_op, {ae.resident.data_placeholder: ds.train})
+        step = int(sess.run(ae.global_step))
+        done, offset = divmod(step, steps)
+        metrics["epochs"] = [m for m in metrics["epochs"] if m["epoch"] <= done]
+        partial = metrics.pop("partial", None)
+        carried = partial if partial and partial["global_step"] == step and offset else {"loss_sum": 0.0, "seconds": 0.0}
+        # rewritten on resume too: a longer --epochs becomes part of the run
+        runs.write_json(os.path.join(out, "config.json"), {"model": dataclasses.asdict(cfg), "run": run,
+                                                           "compare": False, "data_source": ds.source})
+        if not resume:
+            ae.saver.save(sess, prefix, global_step=step, write_meta_graph=False)
+        elif done or offset:
+            log(f"resuming {out} at epoch {done + 1}" + (f", step {offset + 1}" if offset else "") + f" from {latest}")
+        writer = tf1.summary.FileWriter(out, ae.graph if not resume else None)
+        progress = sys.stdout.isatty()
+        try:
+            with StopRequest() as stop:
+                for epoch in range(done, total):
+                    untied = cfg.mode == "tied-untied" and epoch >= tied_epochs
+                    if untied and not sess.run(ae.untied):
+                        sess.run(ae.untie_op)
+                        log(f"epoch {epoch + 1}: untied the decoder (decoder kernels <- encoder kernels^T)")
+                    head = tae.stage_head(ae, untied)
+                    sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: epoch_order(cfg.seed, epoch, n),
+                                                          ae.resident.start_placeholder: offset})
+                    bar = tf.keras.utils.Progbar(steps, unit_name="step") if progress else None
+                    loss_sum, t0 = carried["loss_sum"], time.time() - carried["seconds"]
+                    for k in range(offset, steps):
+                        loss, _ = sess.run([head.loss, head.train_op])
+                        if not np.isfinite(loss):
+                            metrics["status"] = "diverged"
+                            runs.write_json(metrics_path, metrics)
+                            raise Stopped(EXIT_DIVERGED, f"non-finite loss ({loss}) at epoch {epoch + 1}, step {k + 1}; "
+                                          f"stopped, the last good checkpoint is kept "
+                                          f"({tf.train.latest_checkpoint(out)}); lower --lr (now {cfg.learning_rate})")
+                        loss_sum += float(loss)
+                        if bar:
+                            bar.update(k + 1, [("loss", float(loss))])
+                        if stop.signum is not None and k + 1 < steps:
+                            metrics["partial"] = {"global_step": epoch * steps + k + 1, "loss_sum": loss_sum,
+                                                  "seconds": time.time() - t0}
+                            metrics["status"] = "interrupted"
+                            runs.write_json(metrics_path, metrics)
+                            path = ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
+                            code = 130 if stop.signum == signal.SIGINT else 128 + stop.signum
+                            raise Stopped(code, f"interrupted at epoch {epoch + 1}, step {k + 1}; saved {path}; "
+                                          f"resume with: python train.py --out {out} --resume")
+                    seconds = time.time() - t0
+                    offset, carried = 0, {"loss_sum": 0.0, "seconds": 0.0}
+                    if cfg.mode == "sync" and cfg.sync_every == "epoch":
+                        sess.run(ae.sync_op)
+                    test_loss, sse = evaluate(sess, head, ae.x, ds.test)
+                    record = {"epoch": epoch + 1, "stage": "untied" if untied else cfg.mode.split("-")[0],
+                              "train_loss": loss_sum / steps, "test_loss": test_loss, "test_mse": sse / cfg.dims[0],
+                              "test_sse_per_image": sse, "seconds": seconds, "samples_per_s": steps * batch / seconds,
+                              "train_seconds": (metrics["epochs"][-1]["train_seconds"] if metrics["epochs"] else 0.0)
+                              + seconds}
+                    metrics["epochs"].append(record)
+                    metrics["status"] = "running"
+                    runs.write_json(metrics_path, metrics)  # before the checkpoint: see README, "Kills"
+                    ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
+                    writer.add_summary(summary(tf, epoch + 1, **{"loss/train": record["train_loss"],
+                                                                 "loss/test": test_loss, "test/sse_per_image": sse}),
+                                       epoch + 1)
+                    log(f"epoch {epoch + 1}/{total} [{record['stage']}] train loss {record['train_loss']:.5f}  "
+                        f"test loss {test_loss:.5f}  test sse/image {sse:.3f}  {seconds:.1f}s  "
+                        f"{record['samples_per_s']:.0f} samples/s")
+                finish(tf, sess, ae, cfg, ds, out, metrics, metrics_path, total, tied_epochs, log)
+        finally:
+            writer.close()
+    return metrics
+
+
+def finish(tf, sess, ae, cfg, ds, out, metrics, metrics_path, total, tied_epochs, log):
+    """The final evaluation, the figures, and metrics.json's `final` (written last)."""
+    import tf1_tied_ae as tae
+
+    head = tae.stage_head(ae, cfg.mode == "tied-untied" and total > tied_epochs)
+    test_loss, sse = evaluate(sess, head, ae.x, ds.test)
+    recon = sess.run(head.reconstruction, {ae.x: ds.test[:10]})
+    if ds.image_shape:
+        runs.save_reconstructions(os.path.join(out, "recon.png"), ds.test[:10], recon, ds.image_shape)
+    history = metrics["epochs"]
+    runs.save_curves(os.path.join(out, "curves.png"),
+                     {"train": [(m["epoch"], m["train_loss"]) for m in history],
+                      "test": [(m["epoch"], m["test_loss"]) for m in history]},
+                     f"{cfg.loss} loss", f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {ds.name}")
+    params = sum(int(np.prod(v.shape.as_list())) for v in head.var_list)
+    metrics["final"] = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse,
+                        "epochs": len(history), "trainable_params": params,
+                        "train_seconds": history[-1]["train_seconds"] if history else 0.0}
+    metrics["status"] = "done"
+    runs.write_json(metrics_path, metrics)
+    log(f"final: test mse {sse / cfg.dims[0]:.5f}, test sum of squared errors per image {sse:.3f}")
+
+
+def compare_runs(tf, cfg, run, ds, out, resume, log=print):
+    """The question's code and every mode on the same data, seed, batches and epochs."""
+    if not resume:
+        runs.write_json(os.path.join(out, "config.json"), {"model": dataclasses.asdict(cfg), "run": run,
+                                                           "compare": True, "data_source": ds.source})
+    results, curves = {}, {}
+    for name, overrides in COMPARE.items():
+        variant = dataclasses.replace(cfg, **overrides)
+        sub = dict(run, untie_epochs=run["epochs"] // 2 if variant.mode == "tied-untied" else 0)
+        folder = os.path.join(out, name)
+        log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
+        again = resume and os.path.exists(os.path.join(folder, "config.json"))
+        if not again:
+            os.makedirs(folder, exist_ok=True)
+        metrics = train_run(tf, variant, sub, ds, folder, again, log)
+        results[name] = metrics["final"]
+        curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
+    runs.write_json(os.path.join(out, "compare.json"), results)
+    runs.save_curves(os.path.join(out, "compare.png"), curves, "test sum of squared errors per image",
+                     f"{'-'.join(map(str, cfg.dims))} on {ds.name}, {run['epochs']} epochs")
+    log(f"{'variant':<12} {'trainable':>10} {'test mse':>10} {'sse/image':>10} {'seconds':>8}")
+    for name, r in results.items():
+        log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} "
+            f"{r['train_seconds']:>8.1f}")
+    return results
+
+
+def main(argv=None):
+    start = time.time()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        tf = import_tensorflow("--verbose" in argv)  # first: the parser reads AEConfig's defaults
+        args = make_parser().parse_args(argv)
+        saved = None
+        if args.resume:
+            if not args.out:
+                raise UsageError("--resume needs --out: the run folder to continue")
+            saved = open_run(args, args.out)
+            if args.compare != bool(saved.get("compare")):
+                raise UsageError(f"--resume{' --compare' if args.compare else ''} does not match the run in {args.out}; "
+                                 f"{'add' if saved.get('compare') else 'drop'} --compare")
+        dataset = args.dataset or (saved["run"]["dataset"] if saved else "auto")
+        data_dir = args.data_dir or (saved["run"]["data_dir"] if saved else None)
+        ds = datasets.load(dataset, data_dir)
+        cfg, run = resolve(args, ds, saved)
+        run["dataset"], run["data_dir"] = dataset, data_dir
+        datasets.validate(ds, cfg.dims[0], cfg.output_activation == "sigmoid" or cfg.loss == "xent")
+        out = run_folder(args, ds.name, cfg.mode)
+        if not args.resume:
+            open_run(args, out)
+        runs.check_writable(out)
+        if args.compare:
+            compare_runs(tf, cfg, run, ds, out, resume=args.resume)
+        else:
+            train_run(tf, cfg, run, ds, out, resume=args.resume)
+        print(f"done in {time.time() - start:.0f}s: {out}")
+        return 0
+    except (UsageError, datasets.DataError, runs.RunError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Stopped as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
