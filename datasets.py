@@ -32,8 +32,9 @@ class Dataset(NamedTuple):
     source: str  # where it came from, for the log and config.json
 
 
-def read_idx(path):
-    """An IDX file (gzipped or not) as a uint8 array; checks the magic number and the size."""
+def read_idx(path, ndim=None):
+    """An IDX file (gzipped or not) as a uint8 array; checks the magic number (0x0803 for image
+    files: unsigned bytes, 3 dimensions; 0x0801 for labels), and that the size fits the header."""
     path = pathlib.Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -44,6 +45,9 @@ def read_idx(path):
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an IDX file of unsigned bytes (wrong magic number); "
                         "use the original MNIST-format files")
+    if ndim is not None and raw[3] != ndim:
+        raise DataError(f"{path} has magic number 0x{int.from_bytes(raw[:4], 'big'):08x}, not 0x{0x800 + ndim:08x}; "
+                        "it is not an images file: use the MNIST-format image files")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
@@ -84,8 +88,8 @@ def _images(arr, where):
 
 def load_idx_folder(folder, name):
     folder = pathlib.Path(folder)
-    train, hw = _images(read_idx(_find_idx(folder, IDX_FILES["train"])), str(folder))
-    test, _ = _images(read_idx(_find_idx(folder, IDX_FILES["test"])), str(folder))
+    train, hw = _images(read_idx(_find_idx(folder, IDX_FILES["train"]), 3), str(folder))
+    test, _ = _images(read_idx(_find_idx(folder, IDX_FILES["test"]), 3), str(folder))
     return Dataset(name, train, test, hw, str(folder))
 
 

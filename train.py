@@ -167,25 +167,27 @@ def resolve(args, ds, saved=None):
     return cfg, run
 
 
-def import_tensorflow(verbose):
-    """TensorFlow, with its start-up noise hidden unless --verbose.
+def hide_native_stderr():
+    """Send file descriptor 2 to /dev/null; sys.stderr keeps the real stderr for our messages.
 
-    TF_CPP_MIN_LOG_LEVEL does not reach the lines the C++ runtime logs before it reads its
-    settings, so without --verbose file descriptor 2 goes to /dev/null for the whole process
-    and Python's sys.stderr (this program's own messages) keeps the real stderr.
+    TF_CPP_MIN_LOG_LEVEL does not reach the lines TensorFlow's C++ runtime logs before it reads
+    its settings (and at the first Session), so the script's entry point does this unless --verbose.
     """
+    sys.stderr.flush()
+    real = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(real, "w", buffering=1)
+
+
+def import_tensorflow(verbose):
+    """TensorFlow, its Python and C++ logging quiet unless --verbose (set before the import)."""
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        sys.stderr.flush()
-        real = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        sys.stderr = os.fdopen(real, "w", buffering=1)
     import tensorflow as tf
 
-    if not verbose:
-        tf.get_logger().setLevel("ERROR")
+    tf.get_logger().setLevel("INFO" if verbose else "ERROR")
     tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
     return tf
 
@@ -294,6 +296,8 @@ def train_run(tf, cfg, run, ds, out, resume, log=print):
         runs.write_json(os.path.join(out, "config.json"), {"model": dataclasses.asdict(cfg), "run": run,
                                                            "compare": False, "data_source": ds.source})
         if not resume:
+            metrics["status"] = "running"
+            runs.write_json(metrics_path, metrics)
             ae.saver.save(sess, prefix, global_step=step, write_meta_graph=False)
         elif done or offset:
             log(f"resuming {out} at epoch {done + 1}" + (f", step {offset + 1}" if offset else "") + f" from {latest}")
@@ -449,4 +453,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if "--verbose" not in sys.argv[1:]:
+        hide_native_stderr()
     sys.exit(main())

@@ -1,0 +1,141 @@
+"""train.py end to end on scikit-learn's digits: every output file, --epochs 0, --resume, --compare,
+the loaders on real MNIST, a user's own .npy. The slow parts (TensorFlow's import) are paid once
+by calling main() in this process; a few runs go through a real subprocess to see what a user sees."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import datasets
+import train
+from conftest import ROOT
+
+QUICK = ["--epochs", "3", "--batch-size", "50"]
+
+
+def call(capsys, *args):
+    """train.main in this process: (exit code, stdout, stderr)."""
+    code = train.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(*args, cwd, env=None):
+    """python train.py in a subprocess, as a user runs it."""
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=240, env=env)
+
+
+def decode_png(path):
+    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
+
+
+def test_default_command_on_a_fresh_machine(tmp_path):
+    home = tmp_path / "home"  # no ~/.keras cache, no ./data: the digits fallback
+    env = dict(os.environ, HOME=str(home))
+    r = run_cli(*QUICK, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # TensorFlow's start-up noise is hidden
+    assert "scikit-learn's 8x8 digits" in r.stdout and "--dataset mnist" in r.stdout
+    (run,) = (tmp_path / "checkpoints").iterdir()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"]["dims"] == [64, 16, 4, 4] and cfg["model"]["mode"] == "tied"  # the question's rule, 8x8
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics["epochs"]] == [1, 2, 3]
+    for key in ("train_loss", "test_loss", "test_mse", "test_sse_per_image", "seconds", "samples_per_s"):
+        assert np.isfinite(metrics["epochs"][-1][key]), key
+    final = metrics["final"]
+    assert final["test_sse_per_image"] == pytest.approx(final["test_mse"] * 64)
+    assert metrics["epochs"][-1]["test_loss"] < metrics["epochs"][0]["test_loss"]
+    assert decode_png(run / "recon.png").shape[-1] in (3, 4)
+    assert decode_png(run / "curves.png").ndim == 3
+    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{3 * (1437 // 50)}")
+    events = list(run.glob("events.out.tfevents.*"))
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
+    assert {"loss/train", "loss/test", "test/sse_per_image"} <= tags
+
+
+def test_help_states_every_default(capsys):
+    with pytest.raises(SystemExit):
+        train.make_parser().parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in list(train.MODEL_FLAGS) + list(train.RUN_FLAGS):
+        assert flag in text
+    assert text.count("(default:") >= len(train.MODEL_FLAGS) + len(train.RUN_FLAGS)
+
+
+def test_epochs_zero_saves_and_evaluates_the_initial_model(tmp_path, capsys):
+    code, out, _ = call(capsys, "--dataset", "digits", "--epochs", "0", "--out", tmp_path / "run")
+    assert code == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] == [] and metrics["final"]["test_sse_per_image"] > 0
+    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-0")
+
+
+def test_resume_continues_and_refuses_other_flags(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert call(capsys, "--dataset", "digits", "--mode", "tied-untied", "--epochs", "2", "--out", out)[0] == 0
+    code, stdout, _ = call(capsys, "--out", out, "--resume", "--epochs", "4")
+    assert code == 0 and "resuming" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [m["stage"] for m in metrics["epochs"]] == ["tied", "untied", "untied", "untied"]
+    code, _, err = call(capsys, "--out", out, "--resume", "--mode", "tied", "--loss", "xent")
+    assert code == 2 and "--mode tied" in err and "--loss xent" in err
+
+
+def test_compare_writes_table_json_and_plot(tmp_path, capsys):
+    code, out, _ = call(capsys, "--dataset", "digits", "--compare", "--epochs", "2", "--out", tmp_path / "cmp")
+    assert code == 0
+    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert list(result) == ["snippet", "untied", "sync", "tied", "tied-untied"]
+    params = {k: v["trainable_params"] for k, v in result.items()}
+    assert params["tied"] == params["sync"] < params["untied"] == params["tied-untied"] == params["snippet"]
+    assert decode_png(tmp_path / "cmp" / "compare.png").ndim == 3
+    for name in result:
+        assert name in out and (tmp_path / "cmp" / name / "metrics.json").exists()
+    snippet = json.loads((tmp_path / "cmp" / "snippet" / "config.json").read_text())["model"]
+    assert snippet["init"] == "snippet" and snippet["mode"] == "untied"
+
+
+def test_user_npy(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    images = (rng.rand(300, 6, 6) * 255).astype(np.uint8)
+    np.save(tmp_path / "mine.npy", images)
+    code, out, err = call(capsys, "--dataset", tmp_path / "mine.npy", "--epochs", "1", "--batch-size", "30",
+                          "--out", tmp_path / "run")
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["dims"] == [36, 9, 4, 1]  # the question's rule on 6x6
+
+
+def test_idx_and_npz_loaders_on_real_mnist(mnist_dir, tmp_path):
+    ds = datasets.load("mnist", str(mnist_dir))
+    assert ds.train.shape == (60000, 784) and ds.test.shape == (10000, 784) and ds.image_shape == (28, 28)
+    assert ds.train.dtype == np.float32 and ds.train.min() == 0 and ds.train.max() == 1
+    raw = datasets.read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    np.testing.assert_array_equal(raw.reshape(10000, -1) / np.float32(255), ds.test)
+    # the normalisation constants everyone quotes for MNIST's training images: mean 0.1307, std 0.3081
+    assert abs(ds.train.mean() - 0.1307) < 1e-4 and abs(ds.train.std() - 0.3081) < 1e-4
+    labels = datasets.read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    assert labels.shape == (10000,) and labels[0] == 7
+    np.savez(tmp_path / "mnist.npz", x_train=raw[:100], x_test=raw[100:150])
+    npz = datasets.load("mnist", str(tmp_path / "mnist.npz"))
+    np.testing.assert_array_equal(npz.train, ds.test[:100])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    import gzip
+    for name in ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"):
+        (plain / name).write_bytes(gzip.decompress((mnist_dir / (name + ".gz")).read_bytes()))
+    np.testing.assert_array_equal(datasets.load("mnist", str(plain)).test, ds.test)
+
+
+def test_train_on_real_mnist_uses_the_question_dims(mnist_dir, tmp_path, capsys):
+    code, out, err = call(capsys, "--data-dir", mnist_dir, "--epochs", "1", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert f"MNIST from {mnist_dir}" in out
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["model"]["dims"] == [784, 196, 81, 49]
