@@ -49,6 +49,7 @@ ACTIVATIONS = {
 LOSSES = ("mse", "xent")
 TRAINABLE = ("all", "encoder", "decoder")
 SYNC_EVERY = ("step", "epoch")
+LR_SCHEDULES = ("constant", "cosine")
 OPTIMIZERS = {"adam": tf1.train.AdamOptimizer, "sgd": tf1.train.GradientDescentOptimizer}
 
 
@@ -71,6 +72,8 @@ class AEConfig:
     trainable: str = "all"  # which parameters minimize(var_list=...) may change
     optimizer: str = "adam"  # adam (the question's) | sgd (plain gradient descent, for checks)
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (decays to 0 over lr_decay_steps)
+    lr_decay_steps: Optional[int] = None  # cosine: steps to decay over (train.py: the whole run)
     seed: Optional[int] = 0  # graph-level seed; None for a random one
     sync_every: str = "step"  # sync mode: re-assign decoder kernels after every step or epoch
 
@@ -103,6 +106,10 @@ class AEConfig:
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
             raise ValueError(f"learning_rate must be a positive finite number; got {lr!r}")
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        steps = self.lr_decay_steps
+        if self.lr_schedule == "cosine" and (isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0):
+            raise ValueError(f"lr_decay_steps must be a positive integer with lr_schedule cosine; got {steps!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ValueError(f"seed must be an integer or None; got {self.seed!r}")
         if not trainable_names(self):
@@ -253,7 +260,10 @@ def loss_terms(cfg, x, logits, reconstruction):
 def train_op(cfg, loss, var_list, global_step, name):
     """One optimizer step on exactly `var_list`; everything else in the graph keeps its value."""
     with tf1.variable_scope(name):
-        optimizer = OPTIMIZERS[cfg.optimizer](cfg.learning_rate)
+        lr = cfg.learning_rate
+        if cfg.lr_schedule == "cosine":  # a function of global_step, so it resumes where it stopped
+            lr = tf1.train.cosine_decay(lr, global_step, cfg.lr_decay_steps)
+        optimizer = OPTIMIZERS[cfg.optimizer](lr)
         return optimizer.minimize(loss, global_step, var_list=list(var_list))
 
 
@@ -349,6 +359,14 @@ def build(cfg, resident=None, finalize=True):
             graph.finalize()
     return AutoEncoder(cfg, graph, x, code, recon, loss, sse, step, var_list, variables, global_step, init, saver,
                        sync_op, untie_op, untied, finetune, spec)
+
+
+def load_values(sess, ae, values):
+    """Set the named model variables ({name: array}) in a running session, adding no ops: each
+    variable's initializer is run with its initial value fed (what Variable.load did in TF1)."""
+    for name, value in values.items():
+        var = ae.variables[name]
+        sess.run(var.initializer, {var.initializer.inputs[1]: value})
 
 
 def stage_head(ae, untied):

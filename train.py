@@ -33,6 +33,8 @@ MODEL_FLAGS = {  # flag -> (AEConfig field, type, help); the defaults come from 
     "--trainable": ("trainable", str, "what minimize(var_list=...) trains: all | encoder | decoder (default: %(default)s)"),
     "--optimizer": ("optimizer", str, "adam | sgd (default: %(default)s)"),
     "--lr": ("learning_rate", float, "learning rate (default: %(default)s)"),
+    "--lr-schedule": ("lr_schedule", str, "constant | cosine (decay to 0) (default: %(default)s)"),
+    "--lr-decay-steps": ("lr_decay_steps", int, "cosine: steps to decay over (default: all the run's steps)"),
     "--seed": ("seed", int, "graph-level seed; also orders the batches (default: %(default)s)"),
     "--sync-every": ("sync_every", str, "sync mode: re-assign decoder kernels every step | epoch (default: %(default)s)"),
 }
@@ -44,6 +46,14 @@ RUN_FLAGS = {  # flag -> (type, default, help)
     "--epochs": (int, None, "training epochs in all (default: 10 for MNIST-sized data, 200 for smaller sets)"),
     "--untie-epochs": (int, None, "tied-untied: how many of the last --epochs train untied (default: half)"),
     "--batch-size": (int, 100, "examples per step (default: %(default)s)"),
+    "--pretrain": (str, "none", "none | rbm: Hinton & Salakhutdinov's greedy RBM pretraining, then unrolling "
+                                "(default: %(default)s)"),
+    "--pretrain-epochs": (int, 10, "epochs per RBM (default: %(default)s)"),
+    "--rbm-lr": (float, 0.1, "RBM learning rate (default: %(default)s)"),
+    "--rbm-lr-linear": (float, 0.001, "the linear top RBM's learning rate (default: %(default)s)"),
+    "--rbm-weight-cost": (float, 2e-4, "RBM weight decay (default: %(default)s)"),
+    "--rbm-momentum": (None, (0.5, 0.9), "RBM momentum for the first 5 epochs, then after (default: 0.5,0.9)"),
+    "--rbm-batch-size": (int, 100, "RBM mini-batch size (default: %(default)s)"),
 }
 SAVED_RUN_FIELDS = ("dataset", "data_dir", "batch_size", "epochs", "untie_epochs")
 COMPARE = {  # variant -> AEConfig overrides (same data, seed, batches and epochs for all)
@@ -79,6 +89,14 @@ def parse_dims(text):
     return dims
 
 
+def parse_pair(text):
+    try:
+        first, second = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not two comma-separated numbers like 0.5,0.9") from None
+    return first, second
+
+
 def make_parser():
     from tf1_tied_ae import AEConfig
 
@@ -89,7 +107,7 @@ def make_parser():
         p.add_argument(flag, type=typ or parse_dims, default=None, help=help_ % {"default": getattr(defaults, field)}
                        if "%(default)s" in help_ else help_)
     for flag, (typ, default, help_) in RUN_FLAGS.items():
-        p.add_argument(flag, type=typ, default=None, help=help_ % {"default": default} if "%(default)s" in help_ else help_)
+        p.add_argument(flag, type=typ or parse_pair, default=None, help=help_ % {"default": default} if "%(default)s" in help_ else help_)
     p.add_argument("--out", help="run folder (default: a new folder under checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")
@@ -113,6 +131,10 @@ def given(args, flag):
     return getattr(args, flag.lstrip("-").replace("-", "_"))
 
 
+def default_epochs(ds):
+    return 10 if len(ds.train) >= 20000 else 200
+
+
 def resolve(args, ds, saved=None):
     """Flags -> (AEConfig, run settings); unset flags take the saved run's values, then defaults.
     With a saved run, a flag that differs from it is refused, naming every difference."""
@@ -132,7 +154,7 @@ def resolve(args, ds, saved=None):
         model["dims"] = question_dims(ds.image_shape, ds.train.shape[1])
     for flag, (_, default, _) in RUN_FLAGS.items():
         key, value = flag.lstrip("-").replace("-", "_"), given(args, flag)
-        if value is not None and saved and run.get(key) != value and key != "epochs":
+        if value is not None and saved and _plain(run.get(key)) != _plain(value) and key != "epochs":
             diffs.append(f"{flag} {value} (run has {run.get(key)})")
         run.setdefault(key, value if value is not None else default)
         if value is not None:
@@ -140,6 +162,9 @@ def resolve(args, ds, saved=None):
     if diffs:
         raise UsageError(f"--resume with flags that differ from the run in {args.out}: {'; '.join(diffs)}; "
                          "drop them or start a new run with another --out")
+    if model.get("lr_schedule") == "cosine" and model.get("lr_decay_steps") is None:
+        epochs = run["epochs"] if run["epochs"] is not None else default_epochs(ds)
+        model["lr_decay_steps"] = max(1, epochs * (len(ds.train) // max(1, run["batch_size"])))
     try:
         model["dims"] = tuple(model["dims"])
         cfg = AEConfig(**model)
@@ -148,7 +173,7 @@ def resolve(args, ds, saved=None):
         flag = next((f for f, (name, _, _) in MODEL_FLAGS.items() if name == field), None)
         raise UsageError(f"{flag}: {e}" if flag else str(e)) from None
     if run["epochs"] is None:
-        run["epochs"] = 10 if len(ds.train) >= 20000 else 200
+        run["epochs"] = default_epochs(ds)
     if run["epochs"] < 0:
         raise UsageError(f"--epochs must be 0 or more; got {run['epochs']}")
     if run["batch_size"] <= 0 or run["batch_size"] > len(ds.train):
@@ -164,6 +189,17 @@ def resolve(args, ds, saved=None):
             raise UsageError(f"--untie-epochs must be between 0 and --epochs {run['epochs']}; got {run['untie_epochs']}")
     else:
         run["untie_epochs"] = 0
+    if run["pretrain"] not in ("none", "rbm"):
+        raise UsageError(f"--pretrain must be none or rbm; got {run['pretrain']!r}")
+    if run["pretrain"] == "rbm":
+        if cfg.activation != "sigmoid" or cfg.output_activation != "sigmoid" or cfg.code_activation not in (
+                "sigmoid", "linear"):
+            raise UsageError("--pretrain rbm unrolls logistic RBMs: use --activation sigmoid --output-activation "
+                             "sigmoid and --code-activation linear or sigmoid")
+        if run["pretrain_epochs"] <= 0 or not 0 < run["rbm_batch_size"] <= len(ds.train):
+            raise UsageError("--pretrain-epochs must be positive and --rbm-batch-size between 1 and the "
+                             f"{len(ds.train)} training examples")
+        rbm_config(cfg, run)
     return cfg, run
 
 
@@ -256,17 +292,62 @@ def epoch_order(seed, epoch, n):
     return np.random.RandomState([seed or 0, epoch]).permutation(n).astype(np.int32)
 
 
-def restore(tf, sess, ae, path):
+def restore(tf, sess, saver, path):
     try:
-        ae.saver.restore(sess, path)
+        saver.restore(sess, path)
     except (tf.errors.OpError, ValueError) as e:
         first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
         raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
                          "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
-def summary(tf, step, **values):
+def summary(tf, **values):
     return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
+
+
+def write_config(out, cfg, run, ds, compare=False):
+    runs.write_json(os.path.join(out, "config.json"), {"model": dataclasses.asdict(cfg), "run": run,
+                                                       "compare": compare, "data_source": ds.source})
+
+
+def rbm_config(cfg, run):
+    import tf1_rbm
+
+    momentum = run["rbm_momentum"]
+    try:
+        return tf1_rbm.RBMConfig(dims=cfg.dims, linear_top=cfg.code_activation == "linear",
+                                 learning_rate=run["rbm_lr"], learning_rate_linear=run["rbm_lr_linear"],
+                                 weight_cost=run["rbm_weight_cost"], initial_momentum=momentum[0],
+                                 final_momentum=momentum[1], seed=cfg.seed)
+    except ValueError as e:
+        raise UsageError(f"--rbm-*: {e}") from None
+
+
+def start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log):
+    """Restore the newest checkpoint of `out`; or initialise (from RBMs when --pretrain rbm), save
+    ckpt-0. Returns the checkpoint restored, or None."""
+    import tf1_rbm
+    import tf1_tied_ae as tae
+    from pretrain import pretrain_run
+
+    latest = tf.train.latest_checkpoint(out) if resume else None
+    if latest:
+        restore(tf, sess, ae.saver, latest)
+        return latest
+    if not resume:
+        write_config(out, cfg, run, ds)
+        metrics["status"] = "running"
+        runs.write_json(os.path.join(out, "metrics.json"), metrics)
+    sess.run(ae.init_op)
+    if run["pretrain"] == "rbm":
+        layers = pretrain_run(tf, rbm_config(cfg, run), run["pretrain_epochs"], run["rbm_batch_size"], ds, out,
+                              metrics, stop, log, Stopped)
+        tae.load_values(sess, ae, tf1_rbm.unrolled_values(layers, decoder_kernels=cfg.mode == "untied"))
+        if ae.sync_op is not None:
+            sess.run(ae.sync_op)
+        log(f"unrolled {len(layers)} RBMs into the {cfg.mode} autoencoder")
+    ae.saver.save(sess, os.path.join(out, "ckpt"), global_step=ae.global_step, write_meta_graph=False)
+    return None
 
 
 def train_run(tf, cfg, run, ds, out, resume, log=print):
@@ -278,84 +359,72 @@ def train_run(tf, cfg, run, ds, out, resume, log=print):
     steps = n // batch  # per epoch; the shuffled remainder waits for a later epoch
     tied_epochs = total - run["untie_epochs"]
     metrics_path, prefix = os.path.join(out, "metrics.json"), os.path.join(out, "ckpt")
+    metrics = (runs.read_json(metrics_path) if resume else None) or {"epochs": []}
     ae = tae.build(cfg, resident=(n, batch))
-    with tf1.Session(graph=ae.graph) as sess:
-        latest = tf.train.latest_checkpoint(out) if resume else None
-        metrics = (runs.read_json(metrics_path) if resume else None) or {"epochs": []}
-        if latest:
-            restore(tf, sess, ae, latest)
-        else:
-            sess.run(ae.init_op)
+    with StopRequest() as stop, tf1.Session(graph=ae.graph) as sess:
+        latest = start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log)
         sess.run(ae.resident.load_op, {ae.resident.data_placeholder: ds.train})
         step = int(sess.run(ae.global_step))
         done, offset = divmod(step, steps)
         metrics["epochs"] = [m for m in metrics["epochs"] if m["epoch"] <= done]
         partial = metrics.pop("partial", None)
         carried = partial if partial and partial["global_step"] == step and offset else {"loss_sum": 0.0, "seconds": 0.0}
-        # rewritten on resume too: a longer --epochs becomes part of the run
-        runs.write_json(os.path.join(out, "config.json"), {"model": dataclasses.asdict(cfg), "run": run,
-                                                           "compare": False, "data_source": ds.source})
-        if not resume:
-            metrics["status"] = "running"
-            runs.write_json(metrics_path, metrics)
-            ae.saver.save(sess, prefix, global_step=step, write_meta_graph=False)
-        elif done or offset:
+        if latest:
+            write_config(out, cfg, run, ds)  # a longer --epochs becomes part of the run
             log(f"resuming {out} at epoch {done + 1}" + (f", step {offset + 1}" if offset else "") + f" from {latest}")
-        writer = tf1.summary.FileWriter(out, ae.graph if not resume else None)
+        writer = tf1.summary.FileWriter(out, None if latest else ae.graph)
         progress = sys.stdout.isatty()
         try:
-            with StopRequest() as stop:
-                for epoch in range(done, total):
-                    untied = cfg.mode == "tied-untied" and epoch >= tied_epochs
-                    if untied and not sess.run(ae.untied):
-                        sess.run(ae.untie_op)
-                        log(f"epoch {epoch + 1}: untied the decoder (decoder kernels <- encoder kernels^T)")
-                    head = tae.stage_head(ae, untied)
-                    sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: epoch_order(cfg.seed, epoch, n),
-                                                          ae.resident.start_placeholder: offset})
-                    bar = tf.keras.utils.Progbar(steps, unit_name="step") if progress else None
-                    loss_sum, t0 = carried["loss_sum"], time.time() - carried["seconds"]
-                    for k in range(offset, steps):
-                        loss, _ = sess.run([head.loss, head.train_op])
-                        if not np.isfinite(loss):
-                            metrics["status"] = "diverged"
-                            runs.write_json(metrics_path, metrics)
-                            raise Stopped(EXIT_DIVERGED, f"non-finite loss ({loss}) at epoch {epoch + 1}, step {k + 1}; "
-                                          f"stopped, the last good checkpoint is kept "
-                                          f"({tf.train.latest_checkpoint(out)}); lower --lr (now {cfg.learning_rate})")
-                        loss_sum += float(loss)
-                        if bar:
-                            bar.update(k + 1, [("loss", float(loss))])
-                        if stop.signum is not None and k + 1 < steps:
-                            metrics["partial"] = {"global_step": epoch * steps + k + 1, "loss_sum": loss_sum,
-                                                  "seconds": time.time() - t0}
-                            metrics["status"] = "interrupted"
-                            runs.write_json(metrics_path, metrics)
-                            path = ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
-                            code = 130 if stop.signum == signal.SIGINT else 128 + stop.signum
-                            raise Stopped(code, f"interrupted at epoch {epoch + 1}, step {k + 1}; saved {path}; "
-                                          f"resume with: python train.py --out {out} --resume")
-                    seconds = time.time() - t0
-                    offset, carried = 0, {"loss_sum": 0.0, "seconds": 0.0}
-                    if cfg.mode == "sync" and cfg.sync_every == "epoch":
-                        sess.run(ae.sync_op)
-                    test_loss, sse = evaluate(sess, head, ae.x, ds.test)
-                    record = {"epoch": epoch + 1, "stage": "untied" if untied else cfg.mode.split("-")[0],
-                              "train_loss": loss_sum / steps, "test_loss": test_loss, "test_mse": sse / cfg.dims[0],
-                              "test_sse_per_image": sse, "seconds": seconds, "samples_per_s": steps * batch / seconds,
-                              "train_seconds": (metrics["epochs"][-1]["train_seconds"] if metrics["epochs"] else 0.0)
-                              + seconds}
-                    metrics["epochs"].append(record)
-                    metrics["status"] = "running"
-                    runs.write_json(metrics_path, metrics)  # before the checkpoint: see README, "Kills"
-                    ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
-                    writer.add_summary(summary(tf, epoch + 1, **{"loss/train": record["train_loss"],
-                                                                 "loss/test": test_loss, "test/sse_per_image": sse}),
-                                       epoch + 1)
-                    log(f"epoch {epoch + 1}/{total} [{record['stage']}] train loss {record['train_loss']:.5f}  "
-                        f"test loss {test_loss:.5f}  test sse/image {sse:.3f}  {seconds:.1f}s  "
-                        f"{record['samples_per_s']:.0f} samples/s")
-                finish(tf, sess, ae, cfg, ds, out, metrics, metrics_path, total, tied_epochs, log)
+            for epoch in range(done, total):
+                untied = cfg.mode == "tied-untied" and epoch >= tied_epochs
+                if untied and not sess.run(ae.untied):
+                    sess.run(ae.untie_op)
+                    log(f"epoch {epoch + 1}: untied the decoder (decoder kernels <- encoder kernels^T)")
+                head = tae.stage_head(ae, untied)
+                sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: epoch_order(cfg.seed, epoch, n),
+                                                      ae.resident.start_placeholder: offset})
+                bar = tf.keras.utils.Progbar(steps, unit_name="step") if progress else None
+                loss_sum, t0 = carried["loss_sum"], time.time() - carried["seconds"]
+                for k in range(offset, steps):
+                    loss, _ = sess.run([head.loss, head.train_op])
+                    if not np.isfinite(loss):
+                        metrics["status"] = "diverged"
+                        runs.write_json(metrics_path, metrics)
+                        raise Stopped(EXIT_DIVERGED, f"non-finite loss ({loss}) at epoch {epoch + 1}, step {k + 1}; "
+                                      f"stopped, the last good checkpoint is kept "
+                                      f"({tf.train.latest_checkpoint(out)}); lower --lr (now {cfg.learning_rate})")
+                    loss_sum += float(loss)
+                    if bar:
+                        bar.update(k + 1, [("loss", float(loss))])
+                    if stop.signum is not None and k + 1 < steps:
+                        metrics["partial"] = {"global_step": epoch * steps + k + 1, "loss_sum": loss_sum,
+                                              "seconds": time.time() - t0}
+                        metrics["status"] = "interrupted"
+                        runs.write_json(metrics_path, metrics)
+                        path = ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
+                        code = 130 if stop.signum == signal.SIGINT else 128 + stop.signum
+                        raise Stopped(code, f"interrupted at epoch {epoch + 1}, step {k + 1}; saved {path}; "
+                                      f"resume with: python train.py --out {out} --resume")
+                seconds = time.time() - t0
+                offset, carried = 0, {"loss_sum": 0.0, "seconds": 0.0}
+                if cfg.mode == "sync" and cfg.sync_every == "epoch":
+                    sess.run(ae.sync_op)
+                test_loss, sse = evaluate(sess, head, ae.x, ds.test)
+                before = metrics["epochs"][-1]["train_seconds"] if metrics["epochs"] else 0.0
+                record = {"epoch": epoch + 1, "stage": "untied" if untied else cfg.mode.split("-")[0],
+                          "train_loss": loss_sum / steps, "test_loss": test_loss, "test_mse": sse / cfg.dims[0],
+                          "test_sse_per_image": sse, "seconds": seconds, "samples_per_s": steps * batch / seconds,
+                          "train_seconds": before + seconds}
+                metrics["epochs"].append(record)
+                metrics["status"] = "running"
+                runs.write_json(metrics_path, metrics)  # before the checkpoint: see README, "Kills"
+                ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
+                writer.add_summary(summary(tf, **{"loss/train": record["train_loss"], "loss/test": test_loss,
+                                                  "test/sse_per_image": sse}), epoch + 1)
+                log(f"epoch {epoch + 1}/{total} [{record['stage']}] train loss {record['train_loss']:.5f}  "
+                    f"test loss {test_loss:.5f}  test sse/image {sse:.3f}  {seconds:.1f}s  "
+                    f"{record['samples_per_s']:.0f} samples/s")
+            finish(tf, sess, ae, cfg, ds, out, metrics, metrics_path, total, tied_epochs, log)
         finally:
             writer.close()
     return metrics
