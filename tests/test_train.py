@@ -139,3 +139,28 @@ def test_train_on_real_mnist_uses_the_question_dims(mnist_dir, tmp_path, capsys)
     assert f"MNIST from {mnist_dir}" in out
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["dims"] == [784, 196, 81, 49]
+
+
+def test_fashion_mnist_folder(tmp_path):
+    folder = ROOT.parent / "shared" / "data" / "fashion-mnist"
+    if not (folder / "t10k-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real Fashion-MNIST not found at {folder}")
+    ds = datasets.load("fashion_mnist", str(folder))
+    assert ds.train.shape == (60000, 784) and ds.test.shape == (10000, 784)
+    assert 0.2 < ds.train.mean() < 0.4  # clothing covers more of the frame than digits do
+
+
+def test_download_failure_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    """--dataset mnist with no local copy downloads; offline, that is a clear error (the download
+    function is replaced so that the suite never touches the network)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "KERAS_CACHE", tmp_path / "no-cache")
+    monkeypatch.setitem(datasets.LOCAL, "mnist", [tmp_path / "data" / "mnist"])
+
+    def offline():
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(tf.keras.datasets.mnist, "load_data", offline)
+    code, _, err = call(capsys, "--dataset", "mnist", "--epochs", "1")
+    assert code == 2 and "could not download mnist" in err and "--data-dir" in err
+    assert len(err.strip().splitlines()) == 1

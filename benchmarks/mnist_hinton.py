@@ -1,0 +1,125 @@
+"""Hinton & Salakhutdinov's MNIST autoencoder (784-1000-500-250-30) trained by train.py, on 2 CPU cores.
+
+    python benchmarks/mnist_hinton.py [--data-dir ../shared/data/mnist] [--suite recipe|pretrain|all]
+
+Each variant is one `python train.py ...` run (the command is printed and stored); this script
+only calls train.py, reads its metrics.json, and adds PCA with 30 components computed here with
+NumPy on the same data. It reports the test set's average squared error per image (the sum over
+the 784 pixels, Hinton 2006's unit: 3.00 for his pretrained autoencoder) against training seconds,
+the first time each variant reaches 3.00 and 2.46 (Martens 2010), and each run's peak resident
+memory. It writes benchmarks/results/mnist_hinton.json and a plot, mnist_hinton_<suite>.png.
+"""
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+HINTON = ["--dims", "784,1000,500,250,30", "--code-activation", "linear"]
+RECIPE = ["--activation", "elu", "--loss", "xent", "--batch-size", "256", "--lr", "1e-3", "--lr-schedule", "cosine"]
+SUITES = {
+    # what helps without pretraining, each change on its own
+    "recipe": {
+        "sigmoid mse, adam (baseline)": HINTON + ["--output-activation", "sigmoid", "--batch-size", "256",
+                                                  "--mode", "untied", "--epochs", "45"],
+        "elu xent cosine, untied": HINTON + RECIPE + ["--mode", "untied", "--epochs", "45"],
+        "elu xent cosine, tied": HINTON + RECIPE + ["--mode", "tied", "--epochs", "45"],
+        "elu xent cosine, tied-untied": HINTON + RECIPE + ["--mode", "tied-untied", "--epochs", "45"],
+    },
+    # the paper's sigmoid units, with and without RBM pretraining
+    "pretrain": {
+        "sigmoid xent, tied-untied, no pretraining": HINTON + ["--loss", "xent", "--mode", "tied-untied",
+                                                               "--lr-schedule", "cosine", "--epochs", "40"],
+        "sigmoid xent, tied-untied, RBM pretraining": HINTON + ["--loss", "xent", "--mode", "tied-untied",
+                                                                "--lr-schedule", "cosine", "--epochs", "30",
+                                                                "--pretrain", "rbm", "--pretrain-epochs", "10"],
+        "sigmoid xent, tied, RBM pretraining": HINTON + ["--loss", "xent", "--mode", "tied", "--lr-schedule",
+                                                         "cosine", "--epochs", "30", "--pretrain", "rbm",
+                                                         "--pretrain-epochs", "10"],
+    },
+}
+TARGETS = (3.00, 2.46)
+
+
+def pca_sse(train, test, k=30):
+    """Test sum of squared errors per image of the best rank-k affine reconstruction (PCA on train)."""
+    mean = train.mean(0, dtype=np.float64)
+    cov = np.cov(train.astype(np.float64) - mean, rowvar=False)
+    _, vecs = np.linalg.eigh(cov)
+    top = vecs[:, -k:]
+    centred = test.astype(np.float64) - mean
+    residual = centred - centred @ top @ top.T
+    return float((residual ** 2).sum(1).mean())
+
+
+def run_variant(args, data_dir, out):
+    """One train.py run; returns (metrics, peak RSS in MiB)."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "--dataset", "mnist", "--data-dir", str(data_dir),
+           "--out", str(out), *args]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit(f"train.py failed ({p.returncode}): {' '.join(map(shlex.quote, cmd))}\n{p.stderr.read()}")
+    return json.load(open(out / "metrics.json")), usage.ru_maxrss / 1024
+
+
+def first_reach(points, target):
+    return next((t for t, sse in points if sse <= target), None)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA), help="MNIST IDX folder (default: %(default)s)")
+    p.add_argument("--suite", choices=list(SUITES) + ["all"], default="all", help="(default: %(default)s)")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
+    args = p.parse_args()
+    if not pathlib.Path(args.data_dir).exists():
+        raise SystemExit(f"no MNIST at {args.data_dir}: pass --data-dir with the four IDX files")
+    sys.path.insert(0, str(ROOT))
+    import datasets
+    import runs
+
+    ds = datasets.load("mnist", args.data_dir, log=lambda *_: None)
+    pca = pca_sse(ds.train, ds.test)
+    print(f"PCA, 30 components: test squared error per image {pca:.2f}")
+    results_dir = pathlib.Path(args.results)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    results_path = results_dir / "mnist_hinton.json"
+    results = json.load(open(results_path)) if results_path.exists() else {}
+    results["pca30_sse_per_image"] = pca
+    for suite in SUITES if args.suite == "all" else [args.suite]:
+        curves = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, flags in SUITES[suite].items():
+                metrics, rss = run_variant(flags, args.data_dir, pathlib.Path(tmp) / name.replace(" ", "_"))
+                offset = metrics.get("pretrain_seconds", 0.0)  # pretraining counts towards the time
+                points = [(offset + m["train_seconds"], m["test_sse_per_image"]) for m in metrics["epochs"]]
+                curves[name] = points
+                row = {"command": "python train.py --dataset mnist --data-dir DIR " + " ".join(flags),
+                       "final_sse_per_image": metrics["final"]["test_sse_per_image"],
+                       "seconds": points[-1][0], "pretrain_seconds": offset, "peak_rss_mib": rss,
+                       "best_sse_per_image": min(s for _, s in points),
+                       **{f"seconds_to_{t:.2f}": first_reach(points, t) for t in TARGETS},
+                       "curve": points}
+                results.setdefault(suite, {})[name] = row
+                reach = ", ".join(f"<= {t:.2f} at {row[f'seconds_to_{t:.2f}']:.0f}s" if row[f"seconds_to_{t:.2f}"]
+                                  else f"never <= {t:.2f}" for t in TARGETS)
+                print(f"{name:<45} final {row['final_sse_per_image']:6.2f} after {row['seconds']:5.0f}s "
+                      f"({reach}); peak RSS {rss:.0f} MiB")
+        curves["PCA, 30 components"] = [(0, pca), (max(t for c in curves.values() for t, _ in c), pca)]
+        runs.save_curves(results_dir / f"mnist_hinton_{suite}.png", curves, "test squared error per image",
+                         "784-1000-500-250-30 on MNIST, 2 CPU cores", x_key="training seconds")
+    with open(results_path, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
