@@ -9,16 +9,17 @@ import time
 import numpy as np
 
 import runs
+from runs import Stopped
 
 STATE = "rbm_checkpoint"
 
 
-def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log, stopped):
+def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log):
     """Train every RBM for `epochs` epochs (resuming from the newest rbm checkpoint in `out`).
 
     metrics: the run's metrics dict (gets `pretrain` and `pretrain_seconds`; written atomically
-    before each checkpoint). stop: a StopRequest; stopped(code, message) builds the exception
-    raised on a signal. Returns [(W, a, b) per RBM] as NumPy arrays.
+    before each checkpoint). stop: trainer.StopRequest; a signal raises runs.Stopped after saving.
+    Returns [(W, a, b) per RBM] as NumPy arrays.
     """
     import tf1_rbm
 
@@ -60,10 +61,10 @@ def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log, stopped):
                     path = stack.saver.save(sess, prefix, global_step=stack.step, latest_filename=STATE,
                                             write_meta_graph=False)
                     code = 130 if stop.signum == signal.SIGINT else 128 + stop.signum
-                    raise stopped(code, f"interrupted while pretraining RBM {k + 1}, epoch {epoch + 1}; saved {path}; "
+                    raise Stopped(code, f"interrupted while pretraining RBM {k + 1}, epoch {epoch + 1}; saved {path}; "
                                         f"resume with: python train.py --out {out} --resume")
             if not np.isfinite(sse):
-                raise stopped(3, f"non-finite reconstruction error pretraining RBM {k + 1}, epoch {epoch + 1}; "
+                raise Stopped(3, f"non-finite reconstruction error pretraining RBM {k + 1}, epoch {epoch + 1}; "
                                  "lower --rbm-lr")
             seconds = time.time() - t0
             record = {"layer": k, "epoch": epoch + 1, "recon_sse_per_example": sse / (steps * batch),

@@ -15,8 +15,16 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 
-class RunError(Exception):
-    """A run folder that cannot be used: the message names the problem and what to do."""
+class UsageError(Exception):
+    """Bad input (flags, run folders): one line naming the problem and the fix; exit code 2."""
+
+
+class Stopped(Exception):
+    """Training stopped early on purpose (a signal, a non-finite loss): exit with `code`."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
 
 
 def atomic_write(path, write):
@@ -49,18 +57,18 @@ def read_json(path):
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:
-        raise RunError(f"cannot read {path} ({e}); it is not a file this program wrote") from None
+        raise UsageError(f"cannot read {path} ({e}); it is not a file this program wrote") from None
 
 
 def check_writable(folder):
-    """Create `folder` if needed and prove a file can be written there; RunError otherwise."""
+    """Create `folder` if needed and prove a file can be written there; UsageError otherwise."""
     folder = pathlib.Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise RunError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
+        raise UsageError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
 
 
 def _save_figure(fig, path):
