@@ -31,7 +31,7 @@ def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log):
     with tf1.Session(graph=stack.graph) as sess:
         latest = tf.train.latest_checkpoint(out, latest_filename=STATE)
         if latest:
-            stack.saver.restore(sess, latest)
+            runs.restore(tf, sess, stack.saver, latest)
         else:
             sess.run(stack.init_op)
             stack.saver.save(sess, prefix, global_step=stack.step, latest_filename=STATE, write_meta_graph=False)

@@ -71,6 +71,16 @@ def check_writable(folder):
         raise UsageError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
 
 
+def restore(tf, sess, saver, path):
+    """saver.restore, with a damaged checkpoint or one of another model as a UsageError."""
+    try:
+        saver.restore(sess, path)
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
+                         "another model: delete its files to fall back to an older one, or start a new run") from None
+
+
 def _save_figure(fig, path):
     import matplotlib.pyplot as plt
 

@@ -50,15 +50,6 @@ def epoch_order(seed, epoch, n):
     return np.random.RandomState([seed or 0, epoch]).permutation(n).astype(np.int32)
 
 
-def restore(tf, sess, saver, path):
-    try:
-        saver.restore(sess, path)
-    except (tf.errors.OpError, ValueError) as e:
-        first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
-        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
-                         "another model: delete its files to fall back to an older one, or start a new run") from None
-
-
 def summary(tf, **values):
     return tf.compat.v1.Summary(value=[tf.compat.v1.Summary.Value(tag=k, simple_value=v) for k, v in values.items()])
 
@@ -90,7 +81,7 @@ def start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log):
 
     latest = tf.train.latest_checkpoint(out) if resume else None
     if latest:
-        restore(tf, sess, ae.saver, latest)
+        runs.restore(tf, sess, ae.saver, latest)
         return latest
     if not resume:
         write_config(out, cfg, run, ds)
