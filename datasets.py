@@ -2,11 +2,12 @@
 user's own arrays. Every loader returns float32 arrays in [0, 1] (uint8 divided by 255) and
 raises DataError, one line naming the problem and the fix, for anything it cannot use.
 """
+import dataclasses
 import gzip
 import os
 import pathlib
 import struct
-from typing import NamedTuple, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -24,9 +25,11 @@ class DataError(Exception):
     """Bad input data: the message names the problem and what to do."""
 
 
-class Dataset(NamedTuple):
+@dataclasses.dataclass
+class Dataset:
     name: str
-    train: np.ndarray  # [N, D] float32 in [0, 1] unless the user's data says otherwise
+    train: Optional[np.ndarray]  # [N, D] float32 in [0, 1] unless the user's data says otherwise;
+    # None once a run has copied it into its graph (trainer.train_run), so it is held once
     test: np.ndarray  # [M, D] float32
     image_shape: Optional[Tuple[int, int]]  # (H, W) when the rows are images
     source: str  # where it came from, for the log and config.json
@@ -75,7 +78,8 @@ def _images(arr, where):
         raise DataError(f"{where} is empty (0 examples); give a file with data in it")
     hw = tuple(arr.shape[1:]) if arr.ndim == 3 else None
     if arr.dtype == np.uint8:
-        flat = arr.reshape(len(arr), -1).astype(np.float32) / 255.0
+        flat = arr.reshape(len(arr), -1).astype(np.float32)
+        flat /= 255.0  # in place: no second float copy
     elif np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr):
         flat = arr.reshape(len(arr), -1).astype(np.float32)
     else:

@@ -135,8 +135,8 @@ def build_rbms(cfg, resident):
                 b = tf1.get_variable("hidden_bias", [nh], initializer=tf1.zeros_initializer())
                 incs = [tf1.get_variable(f"{name}_inc", var.shape, initializer=tf1.zeros_initializer(), trainable=False)
                         for name, var in (("weights", w), ("visible_bias", a), ("hidden_bias", b))]
-            # lower RBMs are fixed while this one trains: their probabilities are its data
-            train, sse = cd1_step(cfg, tf.stop_gradient(v), w, a, b, incs, momentum, linear, step)
+            # v: the hidden probabilities of the RBMs below (fixed: only this RBM's op updates it)
+            train, sse = cd1_step(cfg, v, w, a, b, incs, momentum, linear, step)
             hidden = hidden_probs(v, w, b, linear)
             layers.append(RBMLayer(w, a, b, linear, train, sse, hidden))
             v = hidden

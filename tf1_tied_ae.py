@@ -153,6 +153,8 @@ class Head(NamedTuple):
     sse: tf.Tensor  # [batch] float32, sum over pixels of (x - reconstruction)^2 (Hinton 2006)
     train_op: tf.Operation  # one optimizer step on the var_list (then the sync, in sync mode)
     var_list: Tuple[tf.Variable, ...]  # exactly what train_op may change
+    train_steps: Optional[tf.Tensor] = None  # resident data only: [n] float32, the losses of n steps
+    # run in one Session call (n = resident.steps_placeholder), each exactly as train_op on a drawn batch
 
 
 class ResidentInput(NamedTuple):
@@ -164,6 +166,7 @@ class ResidentInput(NamedTuple):
     start_placeholder: tf.Tensor  # int32 scalar, default 0: the step within the epoch to start at
     start_epoch_op: tf.Operation  # stores the order and sets the cursor to that step
     batch_size: int  # batches are order[k*B:(k+1)*B]; a partial last batch is dropped
+    steps_placeholder: tf.Tensor  # int32 scalar, default 1: how many steps Head.train_steps runs
 
 
 class AutoEncoder(NamedTuple):
@@ -187,6 +190,7 @@ class AutoEncoder(NamedTuple):
     untied: Optional[tf.Variable]  # tied-untied: a bool, True once untie_op has run
     finetune: Optional[Head]  # tied-untied's second stage: the untied decoder's head
     resident: Optional[ResidentInput]
+    train_steps: Optional[tf.Tensor]  # resident data only: see Head.train_steps
 
 
 def _initializer(cfg, kind):
@@ -257,14 +261,25 @@ def loss_terms(cfg, x, logits, reconstruction):
     return loss, tf.reduce_sum(tf.math.squared_difference(x, reconstruction), axis=1)
 
 
-def train_op(cfg, loss, var_list, global_step, name):
-    """One optimizer step on exactly `var_list`; everything else in the graph keeps its value."""
-    with tf1.variable_scope(name):
-        lr = cfg.learning_rate
+def make_optimizer(cfg, global_step):
+    """The optimizer; its learning rate is a callable, so that a step built inside a while_loop
+    reads the schedule at that step's global_step."""
+    def lr():
         if cfg.lr_schedule == "cosine":  # a function of global_step, so it resumes where it stopped
-            lr = tf1.train.cosine_decay(lr, global_step, cfg.lr_decay_steps)
-        optimizer = OPTIMIZERS[cfg.optimizer](lr)
-        return optimizer.minimize(loss, global_step, var_list=list(var_list))
+            return tf1.train.cosine_decay(cfg.learning_rate, global_step, cfg.lr_decay_steps)
+        return cfg.learning_rate
+
+    return OPTIMIZERS[cfg.optimizer](lr)
+
+
+def train_op(optimizer, loss, var_list, global_step, after=None):
+    """One optimizer step on exactly `var_list` (then `after()`, e.g. sync's re-assignment);
+    everything else in the graph keeps its value."""
+    step = optimizer.minimize(loss, global_step, var_list=list(var_list))
+    if after is None:
+        return step
+    with tf.control_dependencies([step]):
+        return after()
 
 
 def assign_transposes(dst_kernels, encoder_kernels):
@@ -288,11 +303,29 @@ def resident_input(num_examples, dim, batch_size):
         cursor = tf1.get_variable("cursor", [], tf.int32, trainable=False,
                                   initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
         start_epoch = tf.group(order.assign(order_ph), cursor.assign(start_ph * batch_size))
+
+    def draw():  # the next batch of the epoch's order; the cursor moves with every draw
         end = cursor.assign_add(batch_size)
-        batch = tf.gather(data, order[end - batch_size : end])
+        return tf.gather(data, order[end - batch_size : end])
+
+    steps_ph = tf1.placeholder_with_default(1, [], name="data/steps")
     # The zero initializer only sizes the variable; load_op replaces it without a 2 GB constant.
-    spec = ResidentInput(data_ph, data.assign(data_ph).op, order_ph, start_ph, start_epoch, batch_size)
-    return spec, batch
+    spec = ResidentInput(data_ph, data.assign(data_ph).op, order_ph, start_ph, start_epoch, batch_size, steps_ph)
+    return spec, draw
+
+
+def train_loop(loss_fn, step_fn, steps):
+    """`steps` training steps in one tf.while_loop: [steps] float32 losses, each taken before its
+    step's update, as `sess.run([loss, train_op])` would give them. loss_fn() builds a step's
+    loss on a freshly drawn batch; step_fn(loss) its update. The explicit control dependencies
+    order each step's reads after the previous step's writes."""
+    def body(i, losses):
+        loss = loss_fn()
+        with tf.control_dependencies([step_fn(loss)]):
+            return i + 1, losses.write(i, tf.identity(loss))
+
+    _, losses = tf.while_loop(lambda i, _: i < steps, body, [0, tf.TensorArray(tf.float32, size=steps)])
+    return losses.stack()
 
 
 def build(cfg, resident=None, finalize=True):
@@ -311,8 +344,8 @@ def build(cfg, resident=None, finalize=True):
             tf1.set_random_seed(cfg.seed)  # the graph's seed: op seeds follow from creation order
         spec = None
         if resident is not None:
-            spec, batch = resident_input(resident[0], cfg.dims[0], resident[1])
-            x = tf1.placeholder_with_default(batch, [None, cfg.dims[0]], name="x")
+            spec, draw = resident_input(resident[0], cfg.dims[0], resident[1])
+            x = tf1.placeholder_with_default(draw(), [None, cfg.dims[0]], name="x")
         else:
             x = tf1.placeholder(tf.float32, [None, cfg.dims[0]], name="x")
         enc_w, enc_b = encoder_variables(cfg)
@@ -325,30 +358,40 @@ def build(cfg, resident=None, finalize=True):
         variables = {v.op.name: v for v in enc_w + enc_b + dec_w + dec_b}
         global_step = tf1.train.get_or_create_global_step()
 
-        code = encode(cfg, x, enc_w, enc_b)
-        if cfg.mode in ("untied", "sync"):
-            # sync: the frozen copies equal W^T after each sync, but they are separate variables
-            # outside var_list, so no gradient reaches W through the decoder.
-            logits, recon = decode(cfg, code, dec_b, kernels=dec_w)
-        else:  # tied, and tied-untied's first stage
-            logits, recon = decode(cfg, code, dec_b, encoder_kernels=enc_w)
-        loss, sse = loss_terms(cfg, x, logits, recon)
-        var_list = tuple(variables[n] for n in trainable_names(cfg))
-        step = train_op(cfg, loss, var_list, global_step, "train")
+        def forward(inputs, untied_decoder):
+            """(code, logits, reconstruction, loss, sse) of the model on `inputs`."""
+            h = encode(cfg, inputs, enc_w, enc_b)
+            if untied_decoder:  # untied, sync (its frozen copies are variables outside var_list, so
+                # no gradient reaches W through the decoder), and tied-untied after the untie
+                out = decode(cfg, h, dec_b, kernels=dec_w)
+            else:  # tied, and tied-untied's first stage
+                out = decode(cfg, h, dec_b, encoder_kernels=enc_w)
+            return (h, *out, *loss_terms(cfg, inputs, *out))
 
+        def head(name, names, untied_decoder, after=None):
+            _, _, recon, loss, sse = forward(x, untied_decoder)
+            var_list = tuple(variables[n] for n in names)
+            with tf1.variable_scope(name):  # the optimizer's slots: name/<variable>/Adam...
+                optimizer = make_optimizer(cfg, global_step)
+                step = train_op(optimizer, loss, var_list, global_step, after)
+            loop = None
+            if spec is not None:
+                loop = train_loop(lambda: forward(draw(), untied_decoder)[3],
+                                  lambda loss_: train_op(optimizer, loss_, var_list, global_step, after),
+                                  spec.steps_placeholder)
+            return Head(recon, loss, sse, step, var_list, loop)
+
+        code = forward(x, cfg.mode in ("untied", "sync"))[0]
         sync_op = untie_op = finetune = None
+        resync = None
         if cfg.mode == "sync":
             sync_op = assign_transposes(dec_w, enc_w)
             if cfg.sync_every == "step":
-                with tf.control_dependencies([step]):
-                    step = assign_transposes(dec_w, enc_w)
+                resync = lambda: assign_transposes(dec_w, enc_w)  # noqa: E731
+        main = head("train", trainable_names(cfg), cfg.mode in ("untied", "sync"), resync)
         if cfg.mode == "tied-untied":
             untie_op = tf.group(assign_transposes(dec_w, enc_w), untied.assign(True))
-            ft_logits, ft_recon = decode(cfg, code, dec_b, kernels=dec_w)
-            ft_loss, ft_sse = loss_terms(cfg, x, ft_logits, ft_recon)
-            ft_vars = tuple(variables[n] for n in trainable_names(cfg, finetune=True))
-            finetune = Head(ft_recon, ft_loss, ft_sse, train_op(cfg, ft_loss, ft_vars, global_step, "finetune"),
-                            ft_vars)
+            finetune = head("finetune", trainable_names(cfg, finetune=True), True)
 
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if sync_op is not None:  # the frozen copies start equal to the transposes
@@ -357,8 +400,9 @@ def build(cfg, resident=None, finalize=True):
         saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=3)
         if finalize:
             graph.finalize()
-    return AutoEncoder(cfg, graph, x, code, recon, loss, sse, step, var_list, variables, global_step, init, saver,
-                       sync_op, untie_op, untied, finetune, spec)
+    return AutoEncoder(cfg, graph, x, code, main.reconstruction, main.loss, main.sse, main.train_op, main.var_list,
+                       variables, global_step, init, saver, sync_op, untie_op, untied, finetune, spec,
+                       main.train_steps)
 
 
 def load_values(sess, ae, values):
@@ -373,4 +417,4 @@ def stage_head(ae, untied):
     """The head to train and evaluate: `finetune` once a tied-untied model is untied."""
     if untied and ae.finetune is not None:
         return ae.finetune
-    return Head(ae.reconstruction, ae.loss, ae.sse, ae.train_op, ae.var_list)
+    return Head(ae.reconstruction, ae.loss, ae.sse, ae.train_op, ae.var_list, ae.train_steps)

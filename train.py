@@ -259,7 +259,7 @@ def compare_runs(tf, cfg, run, ds, out, resume, log=print):
         again = resume and os.path.exists(os.path.join(folder, "config.json"))
         if not again:
             os.makedirs(folder, exist_ok=True)
-        metrics = train_run(tf, variant, sub, ds, folder, again, log)
+        metrics = train_run(tf, variant, sub, ds, folder, again, log, keep_data=True)
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
     runs.write_json(os.path.join(out, "compare.json"), results)

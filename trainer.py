@@ -14,6 +14,9 @@ import runs
 from runs import Stopped, UsageError
 
 EXIT_DIVERGED = 3
+# Steps per Session call (Head.train_steps): amortises the call's overhead; Ctrl-C, the progress
+# bar and the non-finite check act between calls (the losses of every step are still returned).
+STEPS_PER_CALL = 16
 
 
 class StopRequest:
@@ -99,8 +102,9 @@ def start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log):
     return None
 
 
-def train_run(tf, cfg, run, ds, out, resume, log=print):
-    """Train one model in run folder `out` (new, or resumed from its newest checkpoint)."""
+def train_run(tf, cfg, run, ds, out, resume, log=print, keep_data=False):
+    """Train one model in run folder `out` (new, or resumed from its newest checkpoint).
+    Once the training set is in the graph, ds.train is dropped unless keep_data."""
     import tf1_tied_ae as tae
 
     tf1 = tf.compat.v1
@@ -113,6 +117,8 @@ def train_run(tf, cfg, run, ds, out, resume, log=print):
     with StopRequest() as stop, tf1.Session(graph=ae.graph) as sess:
         latest = start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log)
         sess.run(ae.resident.load_op, {ae.resident.data_placeholder: ds.train})
+        if not keep_data:
+            ds.train = None  # the graph's copy is the one the run uses
         step = int(sess.run(ae.global_step))
         done, offset = divmod(step, steps)
         metrics["epochs"] = [m for m in metrics["epochs"] if m["epoch"] <= done]
@@ -122,7 +128,7 @@ def train_run(tf, cfg, run, ds, out, resume, log=print):
             write_config(out, cfg, run, ds)  # a longer --epochs becomes part of the run
             log(f"resuming {out} at epoch {done + 1}" + (f", step {offset + 1}" if offset else "") + f" from {latest}")
         writer = tf1.summary.FileWriter(out, None if latest else ae.graph)
-        progress, bar_every = sys.stdout.isatty(), max(1, steps // 50)
+        progress = sys.stdout.isatty()
         try:
             for epoch in range(done, total):
                 untied = cfg.mode == "tied-untied" and epoch >= tied_epochs
@@ -134,25 +140,29 @@ def train_run(tf, cfg, run, ds, out, resume, log=print):
                                                       ae.resident.start_placeholder: offset})
                 bar = tf.keras.utils.Progbar(steps, unit_name="step") if progress else None
                 loss_sum, t0 = carried["loss_sum"], time.time() - carried["seconds"]
-                for k in range(offset, steps):
-                    loss, _ = sess.run([head.loss, head.train_op])
-                    if not np.isfinite(loss):
+                k = offset
+                while k < steps:  # STEPS_PER_CALL steps per Session call, drawn and run in the graph
+                    n = min(STEPS_PER_CALL, steps - k)
+                    losses = sess.run(head.train_steps, {ae.resident.steps_placeholder: n})
+                    bad = np.flatnonzero(~np.isfinite(losses))
+                    if bad.size:
                         metrics["status"] = "diverged"
                         runs.write_json(metrics_path, metrics)
-                        raise Stopped(EXIT_DIVERGED, f"non-finite loss ({loss}) at epoch {epoch + 1}, step {k + 1}; "
-                                      f"stopped, the last good checkpoint is kept "
+                        raise Stopped(EXIT_DIVERGED, f"non-finite loss ({losses[bad[0]]}) at epoch {epoch + 1}, "
+                                      f"step {k + bad[0] + 1}; stopped, the last good checkpoint is kept "
                                       f"({tf.train.latest_checkpoint(out)}); lower --lr (now {cfg.learning_rate})")
-                    loss_sum += float(loss)
-                    if bar and ((k + 1) % bar_every == 0 or k + 1 == steps):  # Progbar costs ~0.4 ms a call
-                        bar.update(k + 1, [("loss", float(loss))])
-                    if stop.signum is not None and k + 1 < steps:
-                        metrics["partial"] = {"global_step": epoch * steps + k + 1, "loss_sum": loss_sum,
+                    loss_sum += float(np.sum(losses, dtype=np.float64))
+                    k += n
+                    if bar:
+                        bar.update(k, [("loss", float(losses[-1]))])
+                    if stop.signum is not None and k < steps:
+                        metrics["partial"] = {"global_step": epoch * steps + k, "loss_sum": loss_sum,
                                               "seconds": time.time() - t0}
                         metrics["status"] = "interrupted"
                         runs.write_json(metrics_path, metrics)
                         path = ae.saver.save(sess, prefix, global_step=ae.global_step, write_meta_graph=False)
                         code = 130 if stop.signum == signal.SIGINT else 128 + stop.signum
-                        raise Stopped(code, f"interrupted at epoch {epoch + 1}, step {k + 1}; saved {path}; "
+                        raise Stopped(code, f"interrupted at epoch {epoch + 1}, step {k}; saved {path}; "
                                       f"resume with: python train.py --out {out} --resume")
                 seconds = time.time() - t0
                 offset, carried = 0, {"loss_sum": 0.0, "seconds": 0.0}

@@ -310,3 +310,32 @@ def test_resident_input_draws_the_given_order():
     np.testing.assert_array_equal(first, data[[9, 8, 7]])
     np.testing.assert_array_equal(second, data[[6, 5, 4]])
     np.testing.assert_array_equal(fed, data[:2])
+
+
+@pytest.mark.parametrize("mode", tae.MODES)
+def test_train_steps_loop_equals_single_steps(mode):
+    """Head.train_steps (n steps in one while_loop) gives bit-identical losses and variables to n
+    separate train_op calls on the same resident batches, learning-rate schedule included."""
+    data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
+    cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", lr_decay_steps=30, learning_rate=1e-2)
+    results = []
+    for looped in (False, True):
+        ae = tae.build(cfg, resident=(100, 10))
+        with session(ae) as sess:
+            sess.run(ae.resident.load_op, {ae.resident.data_placeholder: data})
+            losses = []
+            for stage in (False, True) if mode == "tied-untied" else (False,):
+                if stage:
+                    sess.run(ae.untie_op)
+                head = tae.stage_head(ae, stage)
+                sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: np.arange(100, dtype=np.int32)})
+                if looped:
+                    for n in (7, 3):
+                        losses += list(sess.run(head.train_steps, {ae.resident.steps_placeholder: n}))
+                else:
+                    losses += [sess.run([head.loss, head.train_op])[0] for _ in range(10)]
+            results.append((losses, values(sess, ae), sess.run(ae.global_step)))
+    (a, va, sa), (b, vb, sb) = results
+    assert a == b and sa == sb == len(a)
+    for name in va:
+        assert np.array_equal(va[name], vb[name]), name
