@@ -120,8 +120,8 @@ def build_rbms(cfg, resident):
     with graph.as_default():
         if cfg.seed is not None:
             tf1.set_random_seed(cfg.seed)
-        spec, batch = tae.resident_input(resident[0], cfg.dims[0], resident[1])
-        x = tf1.placeholder_with_default(batch, [None, cfg.dims[0]], name="x")
+        spec, draw = tae.resident_input(resident[0], cfg.dims[0], resident[1])
+        x = tf1.placeholder_with_default(draw(), [None, cfg.dims[0]], name="x")
         momentum = tf1.placeholder_with_default(float(cfg.initial_momentum), [], name="momentum")
         step = tf1.get_variable("rbm/step", [], tf.int64, initializer=tf1.zeros_initializer(), trainable=False)
         layers, v = [], x

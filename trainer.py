@@ -142,8 +142,8 @@ def train_run(tf, cfg, run, ds, out, resume, log=print, keep_data=False):
                 loss_sum, t0 = carried["loss_sum"], time.time() - carried["seconds"]
                 k = offset
                 while k < steps:  # STEPS_PER_CALL steps per Session call, drawn and run in the graph
-                    n = min(STEPS_PER_CALL, steps - k)
-                    losses = sess.run(head.train_steps, {ae.resident.steps_placeholder: n})
+                    chunk = min(STEPS_PER_CALL, steps - k)
+                    losses = sess.run(head.train_steps, {ae.resident.steps_placeholder: chunk})
                     bad = np.flatnonzero(~np.isfinite(losses))
                     if bad.size:
                         metrics["status"] = "diverged"
@@ -152,7 +152,7 @@ def train_run(tf, cfg, run, ds, out, resume, log=print, keep_data=False):
                                       f"step {k + bad[0] + 1}; stopped, the last good checkpoint is kept "
                                       f"({tf.train.latest_checkpoint(out)}); lower --lr (now {cfg.learning_rate})")
                     loss_sum += float(np.sum(losses, dtype=np.float64))
-                    k += n
+                    k += chunk
                     if bar:
                         bar.update(k, [("loss", float(losses[-1]))])
                     if stop.signum is not None and k < steps:

@@ -10,7 +10,8 @@ of the same shape, which costs the same):
   torch-eager               PyTorch eager, tied through F.linear on the encoder's weight (if installed)
   roofline                  TensorFlow's measured float32 matmul rate / the model's training FLOPs
 All use sigmoid hidden units, Adam (lr 1e-3) and squared error; every contender trains two
-epochs and is timed on the second.
+epochs and is timed on the second; each runs --repeats times (default 3) and the median counts,
+since a shared 2-core machine varies by 10-20% from run to run.
 """
 import argparse
 import json
@@ -221,14 +222,17 @@ def worker(name, arch, data_dir):
     return WORKERS[name](arch, data_dir)
 
 
-def measure(name, arch, data_dir):
-    """Run one contender in a new process; its samples/s (or GFLOP/s), or None with the reason."""
+def measure(name, arch, data_dir, repeats):
+    """Run one contender `repeats` times, each in a new process: (median samples/s (or GFLOP/s),
+    all the runs), or (None, the reason) when it cannot run here."""
     cmd = [sys.executable, __file__, "--worker", name, "--arch", arch, "--data-dir", str(data_dir or "")]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["failed"])[-1]
-        return None, last
-    return float(r.stdout.strip().splitlines()[-1]), None
+    found = []
+    for _ in range(repeats):
+        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        if r.returncode != 0:
+            return None, (r.stderr.strip().splitlines() or ["failed"])[-1]
+        found.append(float(r.stdout.strip().splitlines()[-1]))
+    return float(np.median(found)), found
 
 
 def versions():
@@ -247,6 +251,7 @@ def main():
                    help="MNIST IDX folder (default: ../shared/data/mnist if present, else noise)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--arch", choices=list(ARCHS), help="only this architecture")
+    p.add_argument("--repeats", type=int, default=3, help="runs per contender; the median counts (default: 3)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
@@ -254,16 +259,15 @@ def main():
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     results = {"versions": versions(), "data": args.data_dir or "uniform noise, 60000 x 784"}
-    gflops, why = measure("matmul", "question", None)
-    results["matmul_gflops"] = gflops
+    gflops, runs = measure("matmul", "question", None, args.repeats)
+    results["matmul_gflops"], results["matmul_gflops_runs"] = gflops, runs
     print(f"TensorFlow float32 matmul (2048^3): {gflops:.1f} GFLOP/s")
     for arch in [args.arch] if args.arch else ARCHS:
         dims, batch = ARCHS[arch][:2]
         row = {"dims": dims, "batch": batch, "roofline": gflops * 1e9 / training_flops(dims)}
         for name in WORKERS:
-            row[name], why = measure(name, arch, args.data_dir or None)
-            if why:
-                row[f"{name}_skipped"] = why
+            row[name], runs = measure(name, arch, args.data_dir or None, args.repeats)
+            row[f"{name}_skipped" if row[name] is None else f"{name}_runs"] = runs
         results[arch] = row
         print(f"\n{arch}: {'-'.join(map(str, dims))}, batch {batch}; training {training_flops(dims) / 1e6:.2f} "
               f"MFLOP/sample")
