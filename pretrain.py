@@ -22,6 +22,7 @@ def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log):
     Returns [(W, a, b) per RBM] as NumPy arrays.
     """
     import tf1_rbm
+    import tf1_tied_ae as tae
 
     tf1 = tf.compat.v1
     n = len(ds.train)
@@ -35,7 +36,8 @@ def pretrain_run(tf, rcfg, epochs, batch, ds, out, metrics, stop, log):
         else:
             sess.run(stack.init_op)
             stack.saver.save(sess, prefix, global_step=stack.step, latest_filename=STATE, write_meta_graph=False)
-        sess.run(stack.resident.load_op, {stack.resident.data_placeholder: ds.train})
+        sess.run(stack.resident.init_op)  # not in a checkpoint: the data is not part of the model
+        tae.load_resident(sess, stack.resident, ds.train)
         done = int(sess.run(stack.step))
         history = [r for r in metrics.get("pretrain", []) if (r["layer"] * epochs + r["epoch"]) * steps <= done]
         metrics["pretrain"] = history

@@ -158,10 +158,13 @@ class Head(NamedTuple):
 
 
 class ResidentInput(NamedTuple):
-    """Training data held in the graph, batches drawn in the graph (no per-step feed)."""
+    """Training data held in the graph, batches drawn in the graph (no per-step feed).
+    Fill it with `load_resident` after `init_op` (which `AutoEncoder.init_op` includes)."""
 
-    data_placeholder: tf.Tensor  # [N, dims[0]] float32, fed once to `load_op`
-    load_op: tf.Operation  # copies the data into a local variable
+    init_op: tf.Operation  # initialises the data, order and cursor variables (zeros)
+    rows_placeholder: tf.Tensor  # [n, dims[0]] float32: a block of examples for load_rows_op
+    offset_placeholder: tf.Tensor  # int32: where that block starts
+    load_rows_op: tf.Operation  # writes the block into the resident copy
     order_placeholder: tf.Tensor  # [N] int32: the epoch's shuffled order
     start_placeholder: tf.Tensor  # int32 scalar, default 0: the step within the epoch to start at
     start_epoch_op: tf.Operation  # stores the order and sets the cursor to that step
@@ -289,28 +292,32 @@ def assign_transposes(dst_kernels, encoder_kernels):
 
 
 def resident_input(num_examples, dim, batch_size):
-    """An in-graph copy of the training set and a batch drawn from it by a cursor: (spec, batch)."""
+    """An in-graph copy of the training set and a batch drawn from it by a cursor: (spec, draw)."""
     if num_examples < batch_size:
         raise ValueError(f"batch_size {batch_size} is larger than the {num_examples} resident examples")
+    local = [tf1.GraphKeys.LOCAL_VARIABLES]  # not saved: the data is not part of the model
     with tf1.variable_scope("data"):
-        data_ph = tf1.placeholder(tf.float32, [num_examples, dim], name="data_in")
         data = tf1.get_variable("examples", [num_examples, dim], trainable=False,
-                                initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
+                                initializer=tf1.zeros_initializer(), collections=local)
+        order = tf1.get_variable("order", [num_examples], tf.int32, trainable=False,
+                                 initializer=tf1.zeros_initializer(), collections=local)
+        cursor = tf1.get_variable("cursor", [], tf.int32, trainable=False, initializer=tf1.zeros_initializer(),
+                                  collections=local)
+        rows_ph = tf1.placeholder(tf.float32, [None, dim], name="rows_in")
+        offset_ph = tf1.placeholder(tf.int32, [], name="rows_offset")
+        # rows are written in place, a block at a time: no second full copy of the data set
+        load_rows = data[offset_ph : offset_ph + tf.shape(rows_ph)[0]].assign(rows_ph).op
         order_ph = tf1.placeholder(tf.int32, [num_examples], name="order_in")
         start_ph = tf1.placeholder_with_default(0, [], name="start_step")  # resuming mid-epoch
-        order = tf1.get_variable("order", [num_examples], tf.int32, trainable=False,
-                                 initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
-        cursor = tf1.get_variable("cursor", [], tf.int32, trainable=False,
-                                  initializer=tf1.zeros_initializer(), collections=[tf1.GraphKeys.LOCAL_VARIABLES])
         start_epoch = tf.group(order.assign(order_ph), cursor.assign(start_ph * batch_size))
+        steps_ph = tf1.placeholder_with_default(1, [], name="steps")
 
     def draw():  # the next batch of the epoch's order; the cursor moves with every draw
         end = cursor.assign_add(batch_size)
         return tf.gather(data, order[end - batch_size : end])
 
-    steps_ph = tf1.placeholder_with_default(1, [], name="data/steps")
-    # The zero initializer only sizes the variable; load_op replaces it without a 2 GB constant.
-    spec = ResidentInput(data_ph, data.assign(data_ph).op, order_ph, start_ph, start_epoch, batch_size, steps_ph)
+    init = tf.group(data.initializer, order.initializer, cursor.initializer)
+    spec = ResidentInput(init, rows_ph, offset_ph, load_rows, order_ph, start_ph, start_epoch, batch_size, steps_ph)
     return spec, draw
 
 
@@ -411,6 +418,14 @@ def load_values(sess, ae, values):
     for name, value in values.items():
         var = ae.variables[name]
         sess.run(var.initializer, {var.initializer.inputs[1]: value})
+
+
+def load_resident(sess, resident, data, rows=4096):
+    """Copy `data` [N, dims[0]] into the graph's resident variable, a block of rows at a time (runs
+    ops built with the graph; adds none). Run resident.init_op (or the model's init_op) first."""
+    for start in range(0, len(data), rows):
+        sess.run(resident.load_rows_op, {resident.rows_placeholder: data[start : start + rows],
+                                         resident.offset_placeholder: start})
 
 
 def stage_head(ae, untied):

@@ -116,7 +116,8 @@ def train_run(tf, cfg, run, ds, out, resume, log=print, keep_data=False):
     ae = tae.build(cfg, resident=(n, batch))
     with StopRequest() as stop, tf1.Session(graph=ae.graph) as sess:
         latest = start(tf, sess, ae, cfg, run, ds, out, resume, metrics, stop, log)
-        sess.run(ae.resident.load_op, {ae.resident.data_placeholder: ds.train})
+        sess.run(ae.resident.init_op)  # not in a checkpoint: the data is not part of the model
+        tae.load_resident(sess, ae.resident, ds.train)
         if not keep_data:
             ds.train = None  # the graph's copy is the one the run uses
         step = int(sess.run(ae.global_step))

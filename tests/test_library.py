@@ -302,7 +302,7 @@ def test_resident_input_draws_the_given_order():
     ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), resident=(10, 3))
     order = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0], np.int32)
     with session(ae) as sess:
-        sess.run(ae.resident.load_op, {ae.resident.data_placeholder: data})
+        tae.load_resident(sess, ae.resident, data, rows=3)  # blocks that do not divide N
         sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: order})
         first = sess.run(ae.x)
         second = sess.run(ae.x)
@@ -322,7 +322,7 @@ def test_train_steps_loop_equals_single_steps(mode):
     for looped in (False, True):
         ae = tae.build(cfg, resident=(100, 10))
         with session(ae) as sess:
-            sess.run(ae.resident.load_op, {ae.resident.data_placeholder: data})
+            tae.load_resident(sess, ae.resident, data)
             losses = []
             for stage in (False, True) if mode == "tied-untied" else (False,):
                 if stage:

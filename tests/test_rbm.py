@@ -30,7 +30,7 @@ def train_stack(epochs, dims=DIMS, batch=50):
     errors = {k: [] for k in range(len(stack.layers))}
     sess = tf1.Session(graph=stack.graph)
     sess.run(stack.init_op)
-    sess.run(stack.resident.load_op, {stack.resident.data_placeholder: data})
+    tae.load_resident(sess, stack.resident, data)
     for k, layer in enumerate(stack.layers):
         for epoch in range(epochs):
             order = np.random.RandomState(epoch).permutation(len(data)).astype(np.int32)
