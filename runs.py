@@ -113,10 +113,13 @@ def save_reconstructions(path, images, reconstructions, image_shape, n=10):
     _save_figure(fig, path)
 
 
-def save_curves(path, series, ylabel, title, x_key="epoch"):
-    """A PNG of one or more curves: series is {label: [(x, y), ...]}."""
+def save_curves(path, series, ylabel, title, x_key="epoch", references=None):
+    """A PNG of one or more curves: series is {label: [(x, y), ...]}; references {label: y} are
+    drawn as dashed horizontal lines."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (label, y) in enumerate((references or {}).items()):
+        ax.axhline(y, linestyle="--", linewidth=1, color=f"C{7 + k}", label=label)
     for label, points in series.items():
         if points:
             xs, ys = zip(*points)
@@ -130,6 +133,6 @@ def save_curves(path, series, ylabel, title, x_key="epoch"):
     ax.set_yscale("log")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
