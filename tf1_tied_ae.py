@@ -297,8 +297,10 @@ def resident_input(num_examples, dim, batch_size):
         raise ValueError(f"batch_size {batch_size} is larger than the {num_examples} resident examples")
     local = [tf1.GraphKeys.LOCAL_VARIABLES]  # not saved: the data is not part of the model
     with tf1.variable_scope("data"):
-        data = tf1.get_variable("examples", [num_examples, dim], trainable=False,
-                                initializer=tf1.zeros_initializer(), collections=local)
+        # Empty(init=False) reserves the memory without writing it: its pages stay unresident
+        # until load_resident writes the rows (a zeros initializer would touch them all first)
+        data = tf1.get_variable("examples", [num_examples, dim], trainable=False, collections=local,
+                                initializer=lambda shape, dtype, **_: tf.raw_ops.Empty(shape=shape, dtype=dtype))
         order = tf1.get_variable("order", [num_examples], tf.int32, trainable=False,
                                  initializer=tf1.zeros_initializer(), collections=local)
         cursor = tf1.get_variable("cursor", [], tf.int32, trainable=False, initializer=tf1.zeros_initializer(),
