@@ -1,6 +1,6 @@
 """Hinton & Salakhutdinov's MNIST autoencoder (784-1000-500-250-30) trained by train.py, on 2 CPU cores.
 
-    python benchmarks/mnist_hinton.py [--data-dir ../shared/data/mnist] [--suite recipe|pretrain|all]
+    python benchmarks/mnist_hinton.py [--data-dir ../shared/data/mnist] [--suite recipe|pretrain|pretrain-long|long|all]
 
 Each variant is one `python train.py ...` run (the command is printed and stored); this script
 only calls train.py, reads its metrics.json, and adds PCA with 30 components computed here with
