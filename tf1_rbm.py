@@ -10,151 +10,131 @@ step of contrastive divergence (CD-1) on mini-batches:
     inc = momentum * inc + lr * ((v^T ph - pv^T nh) / batch - weight_cost * W);  W += inc
           (likewise a, b with their own increments and no weight cost)
 
-RBM k is trained on the hidden probabilities of RBMs 0..k-1 (computed in the graph from the resident
-training set). Unrolling (`unrolled_values`) gives the tied autoencoder of tf1_tied_ae exactly:
+RBM k trains on the hidden probabilities of RBMs 0..k-1, computed in the graph from the batch.
+Unrolling (`unroll`) turns the stack into the tied autoencoder of tf1_tied_ae exactly:
 W_k -> encoder/layer_k/kernel, b_k -> encoder/layer_k/bias, a_k -> decoder/layer_{L-1-k}/bias.
 
-Defaults are the paper's (its Matlab code): weights 0.1 * N(0, 1), zero biases, learning rate 0.1
-(0.001 for the linear top RBM), momentum 0.5 for the first 5 epochs then 0.9, weight cost 2e-4,
-mini-batches of 100.
+The samples come from counter-based random numbers keyed by (seed, layer, global step), so an RBM
+stage resumed from a checkpoint draws the same samples as an uninterrupted one. The momentum is a
+function of the global step too. Defaults (tae_config.RBMConfig) are the paper's Matlab code's.
 
 Variables: rbm/layer_{k}/{weights [dims[k], dims[k+1]], visible_bias [dims[k]],
-hidden_bias [dims[k+1]]}, their momentum increments `<name>_inc`, and rbm/step.
-Like tf1_tied_ae, building runs nothing and every build makes a new, finalised tf.Graph.
+hidden_bias [dims[k+1]]} and their momentum increments `<name>_inc`.
 """
-import dataclasses
-import math
-from typing import NamedTuple, Optional, Tuple
+import random
+from typing import NamedTuple, Tuple
 
 import tensorflow as tf
+
+import tf1_input
+from tae_config import RBMConfig  # noqa: F401  (re-exported: the stack's settings)
 
 tf1 = tf.compat.v1
 
 
-@dataclasses.dataclass(frozen=True)
-class RBMConfig:
-    dims: Tuple[int, ...] = (784, 1000, 500, 250, 30)  # visible size, then each RBM's hidden size
-    linear_top: bool = True  # the top RBM has Gaussian (linear) hidden units: a linear code layer
-    learning_rate: float = 0.1  # binary-binary RBMs
-    learning_rate_linear: float = 0.001  # the top RBM when linear_top
-    weight_cost: float = 2e-4
-    initial_momentum: float = 0.5
-    final_momentum: float = 0.9
-    momentum_switch_epoch: int = 5  # epochs (0-based) from this one on use final_momentum
-    seed: Optional[int] = 0
-
-    def __post_init__(self):
-        dims = tuple(self.dims) if isinstance(self.dims, (list, tuple)) else None
-        if not dims or len(dims) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
-            raise ValueError(f"dims must be at least 2 positive integers; got {self.dims!r}")
-        object.__setattr__(self, "dims", dims)
-        for field in ("learning_rate", "learning_rate_linear"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{field} must be a positive finite number; got {v!r}")
-        for field in ("weight_cost", "initial_momentum", "final_momentum"):
-            v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{field} must be a finite number >= 0; got {v!r}")
-        if not isinstance(self.momentum_switch_epoch, int) or self.momentum_switch_epoch < 0:
-            raise ValueError(f"momentum_switch_epoch must be an integer >= 0; got {self.momentum_switch_epoch!r}")
-
-
 class RBMLayer(NamedTuple):
-    weights: tf.Variable
-    visible_bias: tf.Variable
-    hidden_bias: tf.Variable
-    linear: bool  # Gaussian hidden units
-    train_op: tf.Operation  # one CD-1 step on a resident batch (momentum from `momentum`)
-    recon_sse: tf.Tensor  # [batch]: sum over visible units of (v - pv)^2, this step's batch
-    hidden: tf.Tensor  # [batch, dims[k+1]] hidden probabilities of `x` (for the next RBM)
+    weights: tf.Variable  # [dims[k], dims[k+1]]
+    visible_bias: tf.Variable  # [dims[k]]
+    hidden_bias: tf.Variable  # [dims[k+1]]
+    linear: bool  # Gaussian hidden units (the top RBM under a linear code)
 
 
 class RBMStack(NamedTuple):
+    """What `build_rbms` returns: the stack alone, in its own graph."""
+
     config: RBMConfig
     graph: tf.Graph
-    x: tf.Tensor  # [None, dims[0]]: placeholder_with_default, the resident batch by default
-    momentum: tf.Tensor  # float32 scalar placeholder_with_default(initial_momentum)
+    input: tf1_input.Pipeline
     layers: Tuple[RBMLayer, ...]
-    step: tf.Variable  # CD-1 steps taken, over all layers
+    stages: Tuple[tf1_input.Stage, ...]
+    global_step: tf.Variable
     init_op: tf.Operation
     saver: tf1.train.Saver
-    resident: object  # tf1_tied_ae.ResidentInput
 
 
-def hidden_probs(v, w, b, linear):
-    pre = tf.matmul(v, w) + b
-    return pre if linear else tf.sigmoid(pre)
+def hidden_probs(v, layer):
+    pre = tf.matmul(v, layer.weights) + layer.hidden_bias
+    return pre if layer.linear else tf.sigmoid(pre)
 
 
-def cd1_step(cfg, v, w, a, b, increments, momentum, linear, step):
-    """One CD-1 update of (w, a, b) on the batch v; returns (train op, per-example recon sse)."""
-    ph = hidden_probs(v, w, b, linear)
-    if linear:
-        h = ph + tf.random.normal(tf.shape(ph))
+def rbm_variables(cfg):
+    """rbm/layer_{k}/..., weights 0.1 * N(0, 1) and zero biases (the paper's code)."""
+    layers, increments = [], []
+    top = len(cfg.dims) - 2
+    for k in range(len(cfg.dims) - 1):
+        with tf1.variable_scope(f"rbm/layer_{k}"):
+            w = tf1.get_variable("weights", cfg.dims[k : k + 2], initializer=tf1.random_normal_initializer(0.0, 0.1))
+            a = tf1.get_variable("visible_bias", [cfg.dims[k]], initializer=tf1.zeros_initializer())
+            b = tf1.get_variable("hidden_bias", [cfg.dims[k + 1]], initializer=tf1.zeros_initializer())
+            increments.append([tf1.get_variable(f"{v.op.name.split('/')[-1]}_inc", v.shape, trainable=False,
+                                                initializer=tf1.zeros_initializer()) for v in (w, a, b)])
+        layers.append(RBMLayer(w, a, b, cfg.linear_top and k == top))
+    return layers, increments
+
+
+def cd1_step(cfg, v, layer, increments, momentum, seed):
+    """One CD-1 update of `layer` on the batch v: (mean reconstruction sse per example, update op).
+    seed: int64 [2], the counter-based random numbers' key."""
+    ph = hidden_probs(v, layer)
+    if layer.linear:
+        h = ph + tf.random.stateless_normal(tf.shape(ph), seed)
     else:
-        h = tf.cast(tf.random.uniform(tf.shape(ph)) < ph, tf.float32)
-    pv = tf.sigmoid(tf.matmul(h, w, transpose_b=True) + a)
-    nh = hidden_probs(pv, w, b, linear)
+        h = tf.cast(tf.random.stateless_uniform(tf.shape(ph), seed) < ph, tf.float32)
+    pv = tf.sigmoid(tf.matmul(h, layer.weights, transpose_b=True) + layer.visible_bias)
+    nh = hidden_probs(pv, layer)
     n = tf.cast(tf.shape(v)[0], tf.float32)
-    lr = cfg.learning_rate_linear if linear else cfg.learning_rate
-    grads = [
-        (tf.matmul(v, ph, transpose_a=True) - tf.matmul(pv, nh, transpose_a=True)) / n - cfg.weight_cost * w,
-        tf.reduce_mean(v - pv, axis=0),
-        tf.reduce_mean(ph - nh, axis=0),
-    ]
-    updates = []
-    for var, inc, g in zip((w, a, b), increments, grads):
-        new_inc = inc.assign(momentum * inc + lr * g)
-        updates.append(var.assign_add(new_inc))
-    with tf.control_dependencies(updates):
-        train = step.assign_add(1).op
-    return train, tf.reduce_sum(tf.square(v - pv), axis=1)
+    lr = cfg.learning_rate_linear if layer.linear else cfg.learning_rate
+    grads = [(tf.matmul(v, ph, transpose_a=True) - tf.matmul(pv, nh, transpose_a=True)) / n
+             - cfg.weight_cost * layer.weights, tf.reduce_mean(v - pv, axis=0), tf.reduce_mean(ph - nh, axis=0)]
+    updates = [var.assign_add(inc.assign(momentum * inc + lr * g))
+               for var, inc, g in zip(layer[:3], increments, grads)]
+    return tf.reduce_mean(tf.reduce_sum(tf.square(v - pv), axis=1)), tf.group(*updates)
 
 
-def build_rbms(cfg, resident):
-    """The whole stack in one new graph. resident: (num_examples, batch_size) of the training set."""
-    import tf1_tied_ae as tae
+def rbm_stages(cfg, pipe, global_step, first_step=0):
+    """The stack's layers and one Stage per RBM, built into the default graph; the stages take
+    global steps first_step, first_step + 1, ... in order."""
+    layers, increments = rbm_variables(cfg)
+    steps_per_epoch = pipe.num_examples // cfg.batch_size
+    seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
+    stages = []
+    for k, layer in enumerate(layers):
+        start = first_step + k * cfg.epochs * steps_per_epoch
 
+        def step(batch, k=k, layer=layer, start=start):
+            v = batch
+            for below in layers[:k]:  # the data as RBM k sees it: fixed, only RBM k's step updates
+                v = hidden_probs(v, below)
+            now = global_step.read_value()
+            momentum = tf1.where(now - start < cfg.momentum_switch_epoch * steps_per_epoch, *cfg.momentum)
+            key = tf.stack([tf.constant(seed * 64 + k, tf.int64), now])
+            figure, update = cd1_step(cfg, v, layer, increments[k], momentum, key)
+            with tf.control_dependencies([update]):
+                return figure, global_step.assign_add(1)
+
+        stages.append(tf1_input.Stage(f"rbm {k + 1}", "pretrain", cfg.epochs, 0, start, cfg.batch_size, steps_per_epoch,
+                                      1000 + k * cfg.epochs, tf1_input.multi_step(pipe, step), None, None, None))
+    return tuple(layers), tuple(stages)
+
+
+def unroll(layers, encoder_kernels, encoder_biases, decoder_biases):
+    """An op that sets the autoencoder's variables to the stack's parameters (the tied model)."""
+    last = len(layers) - 1
+    return tf.group(*[op for k, layer in enumerate(layers) for op in (
+        encoder_kernels[k].assign(layer.weights), encoder_biases[k].assign(layer.hidden_bias),
+        decoder_biases[last - k].assign(layer.visible_bias))])
+
+
+def build_rbms(cfg, num_examples):
+    """The stack alone, in a new finalised graph, training on `num_examples` examples held in it."""
     graph = tf.Graph()
     with graph.as_default():
         if cfg.seed is not None:
             tf1.set_random_seed(cfg.seed)
-        spec, draw = tae.resident_input(resident[0], cfg.dims[0], resident[1])
-        x = tf1.placeholder_with_default(draw(), [None, cfg.dims[0]], name="x")
-        momentum = tf1.placeholder_with_default(float(cfg.initial_momentum), [], name="momentum")
-        step = tf1.get_variable("rbm/step", [], tf.int64, initializer=tf1.zeros_initializer(), trainable=False)
-        layers, v = [], x
-        top = len(cfg.dims) - 2
-        for k in range(len(cfg.dims) - 1):
-            nv, nh = cfg.dims[k], cfg.dims[k + 1]
-            linear = cfg.linear_top and k == top
-            with tf1.variable_scope(f"rbm/layer_{k}"):
-                w = tf1.get_variable("weights", [nv, nh], initializer=tf1.random_normal_initializer(0.0, 0.1))
-                a = tf1.get_variable("visible_bias", [nv], initializer=tf1.zeros_initializer())
-                b = tf1.get_variable("hidden_bias", [nh], initializer=tf1.zeros_initializer())
-                incs = [tf1.get_variable(f"{name}_inc", var.shape, initializer=tf1.zeros_initializer(), trainable=False)
-                        for name, var in (("weights", w), ("visible_bias", a), ("hidden_bias", b))]
-            # v: the hidden probabilities of the RBMs below (fixed: only this RBM's op updates it)
-            train, sse = cd1_step(cfg, v, w, a, b, incs, momentum, linear, step)
-            hidden = hidden_probs(v, w, b, linear)
-            layers.append(RBMLayer(w, a, b, linear, train, sse, hidden))
-            v = hidden
+        global_step = tf1.train.get_or_create_global_step()
+        pipe = tf1_input.pipeline(num_examples, cfg.dims[0])
+        layers, stages = rbm_stages(cfg, pipe, global_step)
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
-        saver = tf1.train.Saver(tf1.global_variables(), max_to_keep=2)
+        saver = tf1.train.Saver(max_to_keep=3, save_relative_paths=True)
         graph.finalize()
-    return RBMStack(cfg, graph, x, momentum, tuple(layers), step, init, saver, spec)
-
-
-def unrolled_values(layer_values, decoder_kernels=False):
-    """[(W, a, b) per RBM] -> {tf1_tied_ae variable name: array}: the tied autoencoder they unroll
-    to; decoder_kernels=True adds decoder/layer_{L-1-k}/kernel = W_k^T for models that have them."""
-    L = len(layer_values)
-    values = {}
-    for k, (w, a, b) in enumerate(layer_values):
-        values[f"encoder/layer_{k}/kernel"] = w
-        values[f"encoder/layer_{k}/bias"] = b
-        values[f"decoder/layer_{L - 1 - k}/bias"] = a
-        if decoder_kernels:
-            values[f"decoder/layer_{L - 1 - k}/kernel"] = w.T.copy()
-    return values
+    return RBMStack(cfg, graph, pipe, layers, stages, global_step, init, saver)

@@ -102,9 +102,9 @@ def main():
         return
     if not pathlib.Path(args.data_dir).exists():
         raise SystemExit(f"no MNIST at {args.data_dir}: pass --data-dir with the four IDX files")
-    import datasets
+    import tae_data
 
-    ds = datasets.load("mnist", args.data_dir, log=lambda *_: None)
+    ds = tae_data.load("mnist", args.data_dir, log=lambda *_: None)
     pca = pca_sse(ds.train, ds.test)
     print(f"PCA, 30 components: test squared error per image {pca:.2f}")
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +117,9 @@ def main():
                 if args.only and name != args.only:
                     continue
                 metrics, rss = run_variant(flags, args.data_dir, pathlib.Path(tmp) / name.replace(" ", "_"))
-                offset = metrics.get("pretrain_seconds", 0.0)  # pretraining counts towards the time
-                points = [(offset + m["train_seconds"], m["test_sse_per_image"]) for m in metrics["epochs"]]
+                # train_seconds counts every stage's training time, RBM pretraining included
+                offset = max((m["train_seconds"] for m in metrics.get("pretrain", [])), default=0.0)
+                points = [(m["train_seconds"], m["test_sse_per_image"]) for m in metrics["epochs"]]
                 row = {"command": "python train.py --dataset mnist --data-dir DIR " + " ".join(flags),
                        "final_sse_per_image": metrics["final"]["test_sse_per_image"],
                        "seconds": points[-1][0], "pretrain_seconds": offset, "peak_rss_mib": rss,
@@ -137,12 +138,12 @@ def main():
 
 def plot(results, suite, results_dir):
     """mnist_hinton_<suite>.png: test error against seconds, with PCA and the published figures."""
-    import runs
+    import tae_figures
 
     curves = {name: [tuple(p) for p in row["curve"]] for name, row in results[suite].items()}
     references = {f"PCA, 30 components: {results['pca30_sse_per_image']:.2f}": results["pca30_sse_per_image"],
                   "Hinton 2006, pretrained: 3.00": 3.00, "Martens 2010: 2.46": 2.46}
-    runs.save_curves(results_dir / f"mnist_hinton_{suite}.png", curves, "test squared error per image",
+    tae_figures.save_curves(results_dir / f"mnist_hinton_{suite}.png", curves, "test squared error per image",
                      "784-1000-500-250-30 on MNIST, 2 CPU cores", x_key="seconds (pretraining included)",
                      references=references)
 

@@ -1,17 +1,21 @@
 """Training throughput, samples per second, each contender in its own process on this machine.
 
-    python benchmarks/throughput.py [--data-dir ../shared/data/mnist] [--json results.json]
+    python benchmarks/throughput.py [--data-dir ../shared/data/mnist] [--rounds 5] [--json results.json]
+        [--baseline DIR]   # also time the train.py of another checkout (git worktree add DIR <commit>)
 
 Contenders, on the same architecture, batch size and data (MNIST when found, else uniform noise
 of the same shape, which costs the same):
   ours-tied / ours-untied   train.py's own training loop (tied, and untied as the question's model)
+  ours-tfdata               the same loop and tied model, its batches drawn by tf.data instead
+  base-tied / base-untied   the same, from the checkout given with --baseline
   question                  the 2018 question's code as written: untied, feed_dict per batch
   keras-fit                 Keras 3 model.fit with the common tied recipe (a Dense-transpose layer)
   torch-eager               PyTorch eager, tied through F.linear on the encoder's weight (if installed)
   roofline                  TensorFlow's measured float32 matmul rate / the model's training FLOPs
 All use sigmoid hidden units, Adam (lr 1e-3) and squared error; every contender trains two
-epochs and is timed on the second; each runs --repeats times (default 3) and the median counts,
-since a shared 2-core machine varies by 10-20% from run to run.
+epochs and is timed on the second. This machine's speed drifts (2x between days and hosts), so the
+contenders run interleaved in rounds (A B C, A B C, ...), the matmul rate is measured in every
+round too, and the medians over the rounds are compared: the ratios are the result.
 """
 import argparse
 import json
@@ -35,10 +39,10 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 
 def load_data(data_dir):
     sys.path.insert(0, str(ROOT))
-    import datasets
+    import tae_data
 
     if data_dir and pathlib.Path(data_dir).exists():
-        return datasets.load("mnist", str(data_dir), log=lambda *_: None).train
+        return tae_data.load("mnist", str(data_dir), log=lambda *_: None).train
     return np.random.RandomState(0).rand(60000, 784).astype(np.float32)
 
 
@@ -50,10 +54,10 @@ def training_flops(dims):
 
 # --- contenders, each run in a fresh process ---------------------------------------------------
 
-def run_ours(arch, data_dir, mode):
+def run_ours(arch, data_dir, mode, tree=ROOT):
     dims, batch, code_act, out_act = ARCHS[arch]
     with tempfile.TemporaryDirectory() as tmp:
-        args = [sys.executable, str(ROOT / "train.py"), "--dims", ",".join(map(str, dims)), "--mode", mode,
+        args = [sys.executable, str(pathlib.Path(tree) / "train.py"), "--dims", ",".join(map(str, dims)), "--mode", mode,
                 "--batch-size", str(batch), "--epochs", "2", "--code-activation", code_act,
                 "--output-activation", out_act, "--out", os.path.join(tmp, "run")]
         args += ["--dataset", "mnist", "--data-dir", str(data_dir)] if data_dir else []
@@ -62,6 +66,27 @@ def run_ours(arch, data_dir, mode):
             args += ["--dataset", os.path.join(tmp, "noise.npy")]
         subprocess.run(args, check=True, capture_output=True)
         metrics = json.load(open(os.path.join(tmp, "run", "metrics.json")))
+    return metrics["epochs"][-1]["samples_per_s"]
+
+
+def run_ours_tfdata(arch, data_dir, mode="tied"):
+    """train.py's stage runner on the same model, its input drawn by tf.data (tf1_input's tfdata
+    kind) instead of the resident cursor: the input pipeline is the only difference."""
+    sys.path.insert(0, str(ROOT))
+    import tae_cli
+    import tae_config
+    import tae_runner
+    import tf1_tied_ae
+
+    tae_cli.import_tensorflow(verbose=False)  # as train.py: quiet, deterministic ops
+    dims, batch, code_act, out_act = ARCHS[arch]
+    ds = type("Data", (), {"train": load_data(data_dir), "test": load_data(None)[:1000], "image_shape": None,
+                           "name": "mnist", "source": str(data_dir)})()
+    model = tae_config.AEConfig(dims=dims, mode=mode, code_activation=code_act, output_activation=out_act)
+    run = tae_config.RunConfig(epochs=2, batch_size=batch)
+    ae = tf1_tied_ae.build(model, run, len(ds.train), input_kind="tfdata")
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = tae_runner.train(ae, ds, tmp, {}, log=lambda *_: None)
     return metrics["epochs"][-1]["samples_per_s"]
 
 
@@ -208,31 +233,26 @@ def run_matmul(n=2048, repeats=30):
 
 
 WORKERS = {
-    "ours-tied": lambda arch, d: run_ours(arch, d, "tied"),
-    "ours-untied": lambda arch, d: run_ours(arch, d, "untied"),
-    "question": run_question,
-    "keras-fit": run_keras,
-    "torch-eager": run_torch,
+    "ours-tied": lambda arch, d, base: run_ours(arch, d, "tied"),
+    "ours-untied": lambda arch, d, base: run_ours(arch, d, "untied"),
+    "ours-tfdata": lambda arch, d, base: run_ours_tfdata(arch, d),
+    "base-tied": lambda arch, d, base: run_ours(arch, d, "tied", base),
+    "base-untied": lambda arch, d, base: run_ours(arch, d, "untied", base),
+    "question": lambda arch, d, base: run_question(arch, d),
+    "keras-fit": lambda arch, d, base: run_keras(arch, d),
+    "torch-eager": lambda arch, d, base: run_torch(arch, d),
 }
 
 
-def worker(name, arch, data_dir):
-    if name == "matmul":
-        return run_matmul()
-    return WORKERS[name](arch, data_dir)
-
-
-def measure(name, arch, data_dir, repeats):
-    """Run one contender `repeats` times, each in a new process: (median samples/s (or GFLOP/s),
-    all the runs), or (None, the reason) when it cannot run here."""
-    cmd = [sys.executable, __file__, "--worker", name, "--arch", arch, "--data-dir", str(data_dir or "")]
-    found = []
-    for _ in range(repeats):
-        r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-        if r.returncode != 0:
-            return None, (r.stderr.strip().splitlines() or ["failed"])[-1]
-        found.append(float(r.stdout.strip().splitlines()[-1]))
-    return float(np.median(found)), found
+def measure(name, arch, data_dir, baseline):
+    """One run of one contender in a new process: samples/s (GFLOP/s for matmul), or the reason it
+    cannot run here (a string)."""
+    cmd = [sys.executable, __file__, "--worker", name, "--arch", arch, "--data-dir", str(data_dir or ""),
+           "--baseline", str(baseline or "")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if r.returncode != 0:
+        return (r.stderr.strip().splitlines() or ["failed"])[-1]
+    return float(r.stdout.strip().splitlines()[-1])
 
 
 def versions():
@@ -245,39 +265,65 @@ def versions():
     return found
 
 
+def run_rounds(arch, contenders, args):
+    """Every contender once per round, in the same order each round; the matmul rate each round."""
+    runs = {name: [] for name in ["matmul"] + contenders}
+    skipped = {}
+    for r in range(args.rounds):
+        for name in runs:
+            if name in skipped:
+                continue
+            got = measure(name, arch, args.data_dir or None, args.baseline)
+            if isinstance(got, str):
+                skipped[name] = got
+            else:
+                runs[name].append(got)
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {v[-1]:.0f}" for n, v in runs.items() if v),
+              flush=True)
+    return runs, skipped
+
+
+def report(arch, runs, skipped):
+    dims, batch = ARCHS[arch][:2]
+    gflops = float(np.median(runs["matmul"]))
+    row = {"dims": dims, "batch": batch, "matmul_gflops": gflops, "roofline": gflops * 1e9 / training_flops(dims),
+           "runs": runs, "skipped": skipped}
+    row.update({name: float(np.median(v)) for name, v in runs.items() if v and name != "matmul"})
+    print(f"\n{arch}: {'-'.join(map(str, dims))}, batch {batch}; {training_flops(dims) / 1e6:.2f} MFLOP/sample "
+          f"for training; matmul {gflops:.0f} GFLOP/s (median of {len(runs['matmul'])} rounds)")
+    print(f"  {'contender':<12} {'samples/s':>10} {'x roofline':>10} {'ours-tied/it':>13}")
+    for name in [n for n in runs if n != "matmul"] + ["roofline"]:
+        if name in skipped:
+            print(f"  {name:<12} {'skipped':>10}  ({skipped[name]})")
+            continue
+        v = row[name]
+        print(f"  {name:<12} {v:>10.0f} {v / row['roofline']:>10.2f} {row['ours-tied'] / v:>13.2f}")
+    return row
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA) if DEFAULT_DATA.exists() else "",
                    help="MNIST IDX folder (default: ../shared/data/mnist if present, else noise)")
     p.add_argument("--json", help="also write the results to this file")
     p.add_argument("--arch", choices=list(ARCHS), help="only this architecture")
-    p.add_argument("--repeats", type=int, default=3, help="runs per contender; the median counts (default: 3)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every contender; medians count (default: 5)")
+    p.add_argument("--baseline", default="", help="a checkout whose train.py also runs (base-tied, base-untied)")
+    p.add_argument("--only", help="comma-separated contenders to run (default: all)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        print(worker(args.worker, args.arch, args.data_dir or None))
+        print(run_matmul() if args.worker == "matmul" else
+              WORKERS[args.worker](args.arch, args.data_dir or None, args.baseline or None))
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    results = {"versions": versions(), "data": args.data_dir or "uniform noise, 60000 x 784"}
-    gflops, runs = measure("matmul", "question", None, args.repeats)
-    results["matmul_gflops"], results["matmul_gflops_runs"] = gflops, runs
-    print(f"TensorFlow float32 matmul (2048^3): {gflops:.1f} GFLOP/s")
+    contenders = args.only.split(",") if args.only else [n for n in WORKERS if args.baseline or
+                                                         not n.startswith("base-")]
+    results = {"versions": versions(), "data": args.data_dir or "uniform noise, 60000 x 784", "rounds": args.rounds,
+               "baseline": args.baseline or None}
     for arch in [args.arch] if args.arch else ARCHS:
-        dims, batch = ARCHS[arch][:2]
-        row = {"dims": dims, "batch": batch, "roofline": gflops * 1e9 / training_flops(dims)}
-        for name in WORKERS:
-            row[name], runs = measure(name, arch, args.data_dir or None, args.repeats)
-            row[f"{name}_skipped" if row[name] is None else f"{name}_runs"] = runs
-        results[arch] = row
-        print(f"\n{arch}: {'-'.join(map(str, dims))}, batch {batch}; training {training_flops(dims) / 1e6:.2f} "
-              f"MFLOP/sample")
-        print(f"  {'contender':<12} {'samples/s':>10} {'x roofline':>10} {'ours-tied/it':>13}")
-        for name in list(WORKERS) + ["roofline"]:
-            v = row[name]
-            if v is None:
-                print(f"  {name:<12} {'skipped':>10}  ({row.get(name + '_skipped')})")
-                continue
-            print(f"  {name:<12} {v:>10.0f} {v / row['roofline']:>10.2f} {row['ours-tied'] / v:>13.2f}")
+        print(f"{arch}: {len(contenders)} contenders, {args.rounds} rounds", flush=True)
+        results[arch] = report(arch, *run_rounds(arch, contenders, args))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

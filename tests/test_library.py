@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf1_input
 import tf1_tied_ae as tae
+from tae_config import RunConfig
 
 tf1 = tf.compat.v1
 SMALL = (12, 7, 5, 3)
@@ -44,47 +46,40 @@ def np_forward(vals, x, dims, act=lambda z: 1 / (1 + np.exp(-z)), tied=True):
     return h
 
 
-# --- config ------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(dims=(784,)), "dims"), (dict(dims=(10, 0)), "dims"), (dict(dims=(10, 2.5)), "dims"),
-    (dict(dims=(10, -3)), "dims"), (dict(mode="transposed"), "mode"), (dict(activation="gelu"), "activation"),
-    (dict(code_activation="x"), "code_activation"), (dict(loss="l1"), "loss"), (dict(init="he"), "init"),
-    (dict(trainable="bias"), "trainable"), (dict(learning_rate=0), "learning_rate"),
-    (dict(learning_rate=-1e-3), "learning_rate"), (dict(learning_rate=float("nan")), "learning_rate"),
-    (dict(learning_rate=float("inf")), "learning_rate"), (dict(loss="xent", output_activation="linear"), "output_activation"),
-    (dict(sync_every="batch"), "sync_every"), (dict(optimizer="rmsprop"), "optimizer"),
-])
-def test_bad_config_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        tae.AEConfig(**kwargs)
-
-
-def test_config_is_frozen_and_resolves_defaults():
-    cfg = tae.AEConfig(dims=[4, 2], loss="xent")
-    assert cfg.dims == (4, 2) and cfg.output_activation == "sigmoid" and cfg.code_activation == "sigmoid"
-    with pytest.raises(Exception):
-        cfg.mode = "untied"
-    assert tae.AEConfig(mode="tied", trainable="decoder")  # decoder biases alone: allowed
-
+# --- graphs, names, shapes ------------------------------------------------------------------------
 
 def test_build_runs_nothing_and_uses_a_new_graph():
     a, b = tae.build(tae.AEConfig(dims=SMALL)), tae.build(tae.AEConfig(dims=SMALL))
     assert a.graph is not b.graph and a.graph is not tf1.get_default_graph()
-    assert a.graph.finalized
+    assert a.graph.finalized and a.stages == () and a.input is None
     assert a.x.shape.as_list() == [None, SMALL[0]] and a.x.dtype == tf.float32
+    assert a.train.code.shape.as_list() == [None, SMALL[-1]]
+    assert a.train.reconstruction.shape.as_list() == [None, SMALL[0]]
+
+
+KERNELS = {"encoder/layer_0/kernel": (12, 7), "encoder/layer_1/kernel": (7, 5), "encoder/layer_2/kernel": (5, 3)}
+BIASES = {"encoder/layer_0/bias": (7,), "encoder/layer_1/bias": (5,), "encoder/layer_2/bias": (3,),
+          "decoder/layer_0/bias": (5,), "decoder/layer_1/bias": (7,), "decoder/layer_2/bias": (12,)}
+DECODER_KERNELS = {"decoder/layer_0/kernel": (3, 5), "decoder/layer_1/kernel": (5, 7), "decoder/layer_2/kernel": (7, 12)}
+TRAINED = {  # mode -> the train head's var_list, and the finetune head's
+    "tied": ({**KERNELS, **BIASES}, None),
+    "untied": ({**KERNELS, **BIASES, **DECODER_KERNELS}, None),
+    "sync": ({**KERNELS, **BIASES}, None),
+    "tied-untied": ({**KERNELS, **BIASES}, {**KERNELS, **BIASES, **DECODER_KERNELS}),
+}
 
 
 @pytest.mark.parametrize("mode", tae.MODES)
-def test_variable_names_and_shapes(mode):
+def test_variable_names_shapes_and_var_lists(mode):
     ae = tae.build(tae.AEConfig(dims=SMALL, mode=mode))
     got = {n: tuple(v.shape.as_list()) for n, v in ae.variables.items()}
+    assert got == {**KERNELS, **BIASES, **({} if mode == "tied" else DECODER_KERNELS)}
     assert got == tae.variable_shapes(ae.config)
-    assert ("decoder/layer_0/kernel" in got) == (mode != "tied")
-    assert got["decoder/layer_2/bias"] == (SMALL[0],)  # the bias no encoder bias mirrors
-    trained = {v.op.name for v in ae.var_list}
-    expect = {n for n in got if not (n.startswith("decoder") and n.endswith("kernel") and mode != "untied")}
-    assert trained == expect
+    train, finetune = TRAINED[mode]
+    assert {v.op.name: tuple(v.shape.as_list()) for v in ae.train.var_list} == train
+    assert (ae.finetune is None) == (finetune is None)
+    if finetune:
+        assert {v.op.name for v in ae.finetune.var_list} == set(finetune)
 
 
 # --- gradients -----------------------------------------------------------------------------------
@@ -99,11 +94,11 @@ def test_tied_gradient_is_the_sum_of_both_paths():
             vals[f"decoder/layer_{j}/kernel"] = vals[f"encoder/layer_{2 - j}/kernel"].T
         load(s2, untied, vals)
         with tied.graph.as_default():
-            g_tied = s1.run(tf.gradients(tied.loss, [tied.variables[f"encoder/layer_{i}/kernel"] for i in range(3)]),
+            g_tied = s1.run(tf.gradients(tied.train.loss, [tied.variables[f"encoder/layer_{i}/kernel"] for i in range(3)]),
                             {tied.x: x})
         with untied.graph.as_default():
             names = [f"encoder/layer_{i}/kernel" for i in range(3)] + [f"decoder/layer_{j}/kernel" for j in range(3)]
-            g = dict(zip(names, s2.run(tf.gradients(untied.loss, [untied.variables[n] for n in names]), {untied.x: x})))
+            g = dict(zip(names, s2.run(tf.gradients(untied.train.loss, [untied.variables[n] for n in names]), {untied.x: x})))
     for i in range(3):
         enc_path, dec_path = g[f"encoder/layer_{i}/kernel"], g[f"decoder/layer_{2 - i}/kernel"].T
         np.testing.assert_allclose(g_tied[i], enc_path + dec_path, atol=1e-5)
@@ -120,8 +115,8 @@ def test_sync_sgd_step_moves_encoder_by_encoder_path_only():
         load(s2, untied, before)
         names = [f"encoder/layer_{i}/kernel" for i in range(3)]
         with untied.graph.as_default():
-            grads = s2.run(tf.gradients(untied.loss, [untied.variables[n] for n in names]), {untied.x: x})
-        s1.run(sync.train_op, {sync.x: x})
+            grads = s2.run(tf.gradients(untied.train.loss, [untied.variables[n] for n in names]), {untied.x: x})
+        s1.run(sync.train.train_op, {sync.x: x})
         after = values(s1, sync)
     for n, g in zip(names, grads):
         np.testing.assert_allclose(after[n], before[n] - lr * g, atol=1e-6)
@@ -134,10 +129,10 @@ def test_finite_differences_against_numpy():
     with session(ae) as sess:
         vals = {k: v.astype(np.float64) for k, v in values(sess, ae).items()}
         loss_np = lambda v: np.mean((np_forward(v, x, dims) - x) ** 2)  # noqa: E731
-        assert abs(sess.run(ae.loss, {ae.x: x}) - loss_np(vals)) < 1e-6
+        assert abs(sess.run(ae.train.loss, {ae.x: x}) - loss_np(vals)) < 1e-6
         names = sorted(vals)
         with ae.graph.as_default():
-            grads = dict(zip(names, sess.run(tf.gradients(ae.loss, [ae.variables[n] for n in names]), {ae.x: x})))
+            grads = dict(zip(names, sess.run(tf.gradients(ae.train.loss, [ae.variables[n] for n in names]), {ae.x: x})))
     eps = 1e-6
     for n in names:
         fd = np.zeros_like(vals[n])
@@ -157,11 +152,9 @@ def test_untie_is_exact_then_fine_tuning_unties():
     data = batches(10, SMALL[0])
     with session(ae) as sess:
         for x in data:
-            sess.run(ae.train_op, {ae.x: x})
-        before = sess.run(ae.reconstruction, {ae.x: data[0]})
-        assert not sess.run(ae.untied)
+            sess.run(ae.train.train_op, {ae.x: x})
+        before = sess.run(ae.train.reconstruction, {ae.x: data[0]})
         sess.run(ae.untie_op)
-        assert sess.run(ae.untied)
         after = sess.run(ae.finetune.reconstruction, {ae.x: data[0]})
         assert np.abs(before - after).max() <= 1e-7
         vals = values(sess, ae)
@@ -178,20 +171,23 @@ def test_sync_keeps_the_decoder_transposed_after_every_step():
     with session(ae) as sess:
         for x in [None] + batches(5, SMALL[0]):
             if x is not None:
-                sess.run(ae.train_op, {ae.x: x})
+                sess.run(ae.train.train_op, {ae.x: x})
             vals = values(sess, ae)
             for j in range(3):
                 np.testing.assert_array_equal(vals[f"decoder/layer_{j}/kernel"], vals[f"encoder/layer_{2 - j}/kernel"].T)
 
 
-def test_sync_every_epoch_waits_for_sync_op():
-    ae = tae.build(tae.AEConfig(dims=SMALL, mode="sync", sync_every="epoch", seed=5, learning_rate=1e-2))
+def test_sync_every_epoch_waits_for_the_epoch_end():
+    run = RunConfig(epochs=2, batch_size=10, sync_every="epoch")
+    ae = tae.build(tae.AEConfig(dims=SMALL, mode="sync", seed=5, learning_rate=1e-2), run, 30)
+    (stage,) = ae.stages
+    assert stage.epoch_end is ae.sync_op and stage.epochs == 2 and stage.steps_per_epoch == 3
     with session(ae) as sess:
         frozen = sess.run(ae.variables["decoder/layer_0/kernel"])
         for x in batches(3, SMALL[0]):
-            sess.run(ae.train_op, {ae.x: x})
+            sess.run(ae.train.train_op, {ae.x: x})
         np.testing.assert_array_equal(sess.run(ae.variables["decoder/layer_0/kernel"]), frozen)
-        sess.run(ae.sync_op)
+        sess.run(stage.epoch_end)
         vals = values(sess, ae)
     np.testing.assert_array_equal(vals["decoder/layer_0/kernel"], vals["encoder/layer_2/kernel"].T)
 
@@ -203,9 +199,9 @@ def test_trainable_scope(mode, trainable):
     with session(ae) as sess:
         before = values(sess, ae)
         for x in batches(4, SMALL[0]):
-            sess.run(ae.train_op, {ae.x: x})
+            sess.run(ae.train.train_op, {ae.x: x})
         after = values(sess, ae)
-    trained = {v.op.name for v in ae.var_list}
+    trained = {v.op.name for v in ae.train.var_list}
     for name in before:
         if name in trained:
             assert not np.array_equal(before[name], after[name]), name
@@ -248,7 +244,7 @@ def test_same_loss_trace_as_the_question_code():
     data = batches(25, dims[0], size=32, seed=3)
     with session(ae) as sess:
         vals = values(sess, ae)
-        ours = [sess.run([ae.loss, ae.train_op], {ae.x: x})[0] for x in data]
+        ours = [sess.run([ae.train.loss, ae.train.train_op], {ae.x: x})[0] for x in data]
     g, x, loss, opt, init = snippet_graph(vals, dims, lr)
     with tf1.Session(graph=g) as sess:
         sess.run(init)
@@ -270,13 +266,17 @@ def test_linear_tied_autoencoder_reaches_pca():
     ae = tae.build(cfg)
     with session(ae) as sess:
         for _ in range(3000):
-            sess.run(ae.train_op, {ae.x: data})
-        mse = sess.run(ae.loss, {ae.x: data})
+            sess.run(ae.train.train_op, {ae.x: data})
+        mse = sess.run(ae.train.loss, {ae.x: data})
     assert mse <= pca_mse * 1.02, (mse, pca_mse)
     assert mse >= pca_mse * (1 - 1e-3)  # PCA is the optimum: nothing linear beats it
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
+
+OPTIMIZER_STATE = {"train/beta1_power", "train/beta2_power"} | {
+    f"train/{n}/{slot}" for n in {**KERNELS, **BIASES} for slot in ("Adam", "Adam_1")}
+
 
 @pytest.mark.parametrize("mode", tae.MODES)
 def test_saver_round_trip(tmp_path, mode):
@@ -284,58 +284,104 @@ def test_saver_round_trip(tmp_path, mode):
     x = batches(1, SMALL[0])[0]
     ae = tae.build(cfg)
     with session(ae) as sess:
-        sess.run(ae.train_op, {ae.x: x})
-        want = sess.run(ae.reconstruction, {ae.x: x})
+        sess.run(ae.train.train_op, {ae.x: x})
+        want = sess.run(ae.train.reconstruction, {ae.x: x})
         path = ae.saver.save(sess, str(tmp_path / "model"), global_step=ae.global_step)
     names = {n for n, _ in tf.train.list_variables(path)}
-    model = {n for n in names if not n.startswith(("train/", "finetune/"))} - {"global_step", "untied"}
-    assert model == set(tae.variable_shapes(cfg))
+    model = {**KERNELS, **BIASES, **({} if mode == "tied" else DECODER_KERNELS)}
+    untied_slots = {f"train/{n}/{s}" for n in DECODER_KERNELS for s in ("Adam", "Adam_1")}
+    finetune = {f"finetune/{n}/{s}" for n in model for s in ("Adam", "Adam_1")} | {
+        "finetune/beta1_power", "finetune/beta2_power"}
+    assert names == set(model) | {"global_step"} | OPTIMIZER_STATE | (untied_slots if mode == "untied" else set()) | (
+        finetune if mode == "tied-untied" else set())
+    assert 'model_checkpoint_path: "model-1"' in (tmp_path / "checkpoint").read_text()  # relative: movable
     again = tae.build(cfg)
     with tf1.Session(graph=again.graph) as sess:
         again.saver.restore(sess, tf.train.latest_checkpoint(str(tmp_path)))
-        np.testing.assert_array_equal(sess.run(again.reconstruction, {again.x: x}), want)
+        np.testing.assert_array_equal(sess.run(again.train.reconstruction, {again.x: x}), want)
         assert sess.run(again.global_step) == 1
 
 
-def test_resident_input_draws_the_given_order():
+@pytest.mark.parametrize("kind", tf1_input.INPUTS)
+def test_pipeline_draws_the_given_order_and_resumes_mid_epoch(kind):
     data = np.arange(10 * SMALL[0], dtype=np.float32).reshape(10, SMALL[0]) / 100
-    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), resident=(10, 3))
+    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), RunConfig(epochs=1, batch_size=3), 10, input_kind=kind)
+    pipe = ae.input
     order = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0], np.int32)
     with session(ae) as sess:
-        tae.load_resident(sess, ae.resident, data, rows=3)  # blocks that do not divide N
-        sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: order})
-        first = sess.run(ae.x)
-        second = sess.run(ae.x)
+        tf1_input.load(sess, pipe, data, rows=3)  # blocks that do not divide N
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 3})
+        first, second = sess.run(ae.x), sess.run(ae.x)
         fed = sess.run(ae.x, {ae.x: data[:2]})  # feeding still overrides
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 4,
+                                       pipe.start_placeholder: 1})
+        resumed = sess.run(ae.x)
+        if kind == "tfdata":  # drop_remainder: 10 // 4 = 2 batches, 1 skipped (the runner never asks)
+            with pytest.raises(tf.errors.OutOfRangeError):
+                sess.run(ae.x)
     np.testing.assert_array_equal(first, data[[9, 8, 7]])
     np.testing.assert_array_equal(second, data[[6, 5, 4]])
     np.testing.assert_array_equal(fed, data[:2])
+    np.testing.assert_array_equal(resumed, data[[5, 4, 3, 2]])
+
+
+def test_progress_lives_in_the_graph_and_survives_a_mid_epoch_start():
+    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), RunConfig(epochs=1, batch_size=5), 20)
+    pipe, (stage,) = ae.input, ae.stages
+    order = np.arange(20, dtype=np.int32)
+    with session(ae) as sess:
+        tf1_input.load(sess, pipe, np.random.RandomState(0).rand(20, SMALL[0]).astype(np.float32))
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 5})
+        losses = sess.run(stage.steps, {pipe.steps_placeholder: 2})
+        sess.run(pipe.set_seconds_op, {pipe.seconds_placeholder: 1.5})
+        assert sess.run(pipe.figure_sum) == pytest.approx(float(np.sum(losses, dtype=np.float64)))
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 5,
+                                       pipe.start_placeholder: 2})  # a resume keeps the epoch's sums
+        assert sess.run(pipe.seconds) == 1.5 and sess.run(pipe.figure_sum) > 0
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 5})
+        assert sess.run([pipe.figure_sum, pipe.seconds]) == [0.0, 0.0]  # a new epoch starts them at 0
 
 
 @pytest.mark.parametrize("mode", tae.MODES)
-def test_train_steps_loop_equals_single_steps(mode):
-    """Head.train_steps (n steps in one while_loop) gives bit-identical losses and variables to n
-    separate train_op calls on the same resident batches, learning-rate schedule included."""
+def test_multi_step_equals_single_steps(mode):
+    """A stage's steps tensor (n steps in one while_loop) gives bit-identical losses and variables
+    to n separate train_op calls on the same batches, learning-rate schedule included."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
-    cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", lr_decay_steps=30, learning_rate=1e-2)
+    cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2)
+    run = RunConfig(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
     results = []
     for looped in (False, True):
-        ae = tae.build(cfg, resident=(100, 10))
+        ae = tae.build(cfg, run, 100)
+        pipe = ae.input
         with session(ae) as sess:
-            tae.load_resident(sess, ae.resident, data)
+            tf1_input.load(sess, pipe, data)
             losses = []
-            for stage in (False, True) if mode == "tied-untied" else (False,):
-                if stage:
-                    sess.run(ae.untie_op)
-                head = tae.stage_head(ae, stage)
-                sess.run(ae.resident.start_epoch_op, {ae.resident.order_placeholder: np.arange(100, dtype=np.int32)})
+            for stage in ae.stages:
+                if stage.enter is not None:
+                    sess.run(stage.enter)
+                sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(100, dtype=np.int32),
+                                               pipe.batch_size_placeholder: 10})
                 if looped:
                     for n in (7, 3):
-                        losses += list(sess.run(head.train_steps, {ae.resident.steps_placeholder: n}))
+                        losses += list(sess.run(stage.steps, {pipe.steps_placeholder: n}))
                 else:
-                    losses += [sess.run([head.loss, head.train_op])[0] for _ in range(10)]
+                    losses += [sess.run([stage.head.loss, stage.head.train_op])[0] for _ in range(10)]
+                if stage.epoch_end is not None:
+                    sess.run(stage.epoch_end)
             results.append((losses, values(sess, ae), sess.run(ae.global_step)))
     (a, va, sa), (b, vb, sb) = results
-    assert a == b and sa == sb == len(a)
+    assert a == b and sa == sb == len(a) == 10 * (2 if mode == "tied-untied" else 1)
     for name in va:
         assert np.array_equal(va[name], vb[name]), name
+
+
+def test_stages_say_what_runs_when():
+    run = RunConfig(epochs=5, batch_size=10, tied_epochs=2)
+    ae = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied", lr_schedule="cosine"), run, 95)
+    tied, untied = ae.stages
+    assert (tied.name, tied.epochs, tied.first_step, tied.steps_per_epoch, tied.head) == ("tied", 2, 0, 9, ae.train)
+    assert (untied.name, untied.epochs, untied.first_epoch, untied.first_step) == ("untied", 3, 2, 18)
+    assert untied.enter is ae.untie_op and untied.head is ae.finetune and tied.enter is None
+    assert tae.final_head(ae) is ae.finetune
+    never = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied"), RunConfig(epochs=2, tied_epochs=2), 100)
+    assert tae.final_head(never) is never.train  # an untied stage of 0 epochs never unties

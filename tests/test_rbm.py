@@ -1,19 +1,20 @@
-"""RBM pretraining (tf1_rbm): CD-1 learns, unrolling is exact, and train.py runs and resumes it."""
+"""RBM pretraining (tf1_rbm): CD-1 learns, unrolling is exact against NumPy, and a run interrupted
+inside the RBM stages resumes to the same numbers as one that never stopped."""
 import json
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import datasets
+import tae_cli
+import tae_config
+import tae_data
+import tae_files
+import tf1_input
 import tf1_rbm
 import tf1_tied_ae as tae
-import train
-from conftest import ROOT
+from tae_config import AEConfig, RunConfig
 
 tf1 = tf.compat.v1
 DIMS = (64, 32, 16, 4)
@@ -23,104 +24,122 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def train_stack(epochs, dims=DIMS, batch=50):
-    data = datasets.load_digits().train
-    stack = tf1_rbm.build_rbms(tf1_rbm.RBMConfig(dims=dims, seed=0), resident=(len(data), batch))
-    steps = len(data) // batch
-    errors = {k: [] for k in range(len(stack.layers))}
-    sess = tf1.Session(graph=stack.graph)
-    sess.run(stack.init_op)
-    tae.load_resident(sess, stack.resident, data)
-    for k, layer in enumerate(stack.layers):
-        for epoch in range(epochs):
-            order = np.random.RandomState(epoch).permutation(len(data)).astype(np.int32)
-            sess.run(stack.resident.start_epoch_op, {stack.resident.order_placeholder: order})
-            errs = [sess.run([layer.train_op, layer.recon_sse])[1].mean() for _ in range(steps)]
-            errors[k].append(np.mean(errs))
-    values = [tuple(sess.run([l.weights, l.visible_bias, l.hidden_bias])) for l in stack.layers]
-    sess.close()
-    return values, errors, data
+def run_stage(sess, pipe, stage, epochs):
+    """Train one stage by hand (what tae_runner does), returning each epoch's mean figure."""
+    means = []
+    for epoch in range(epochs):
+        order = np.random.RandomState(epoch).permutation(pipe.num_examples).astype(np.int32)
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: stage.batch_size})
+        means.append(float(np.mean(sess.run(stage.steps, {pipe.steps_placeholder: stage.steps_per_epoch}))))
+        if stage.epoch_end is not None:
+            sess.run(stage.epoch_end)
+    return means
 
 
-@pytest.fixture(scope="module")
-def stack():
-    return train_stack(epochs=8)
-
-
-def test_cd1_lowers_reconstruction_error(stack):
-    _, errors, _ = stack
-    for k, errs in errors.items():
+def test_cd1_lowers_reconstruction_error():
+    data = tae_data.load_digits().train
+    stack = tf1_rbm.build_rbms(tae_config.RBMConfig(dims=DIMS, epochs=8, batch_size=50, seed=0), len(data))
+    with tf1.Session(graph=stack.graph) as sess:
+        sess.run(stack.init_op)
+        tf1_input.load(sess, stack.input, data)
+        errors = [run_stage(sess, stack.input, s, 8) for s in stack.stages]
+        assert sess.run(stack.global_step) == 3 * 8 * (len(data) // 50)
+    for k, errs in enumerate(errors):
         # the linear top RBM learns at the paper's rate 0.001: slower, but it must still improve
         assert errs[-1] < (0.99 if k == len(errors) - 1 else 0.8) * errs[0], (k, errs)
 
 
-def test_bad_rbm_config():
-    for kwargs, field in [(dict(dims=(5,)), "dims"), (dict(learning_rate=0), "learning_rate"),
-                          (dict(weight_cost=-1.0), "weight_cost"), (dict(final_momentum=float("nan")), "final_momentum")]:
-        with pytest.raises(ValueError, match=field):
-            tf1_rbm.RBMConfig(**kwargs)
-
-
-def test_unrolling_is_exact_and_matches_numpy(stack):
-    values, _, data = stack
-    cfg = tae.AEConfig(dims=DIMS, mode="tied-untied", code_activation="linear", output_activation="sigmoid")
-    ae = tae.build(cfg)
+@pytest.mark.parametrize("mode", ["tied-untied", "untied"])
+def test_unrolling_is_exact_and_matches_numpy(mode):
+    data = tae_data.load_digits().train[:500]
+    cfg = AEConfig(dims=DIMS, mode=mode, code_activation="linear", output_activation="sigmoid")
+    run = RunConfig(epochs=1, batch_size=50, pretrain="rbm", pretrain_epochs=2, rbm_batch_size=50,
+                    tied_epochs=0 if mode == "tied-untied" else None)
+    ae = tae.build(cfg, run, len(data))
+    rbms, train = ae.stages[:3], ae.stages[3]
+    assert [s.name for s in ae.stages] == ["rbm 1", "rbm 2", "rbm 3"] + (
+        ["tied", "untied"] if mode == "tied-untied" else ["untied"])
+    assert rbms[-1].epoch_end is not None and train.first_step == 3 * 2 * 10
     x = data[:20]
     with tf1.Session(graph=ae.graph) as sess:
         sess.run(ae.init_op)
-        tae.load_values(sess, ae, tf1_rbm.unrolled_values(values))
+        tf1_input.load(sess, ae.input, data)
+        for stage in rbms:
+            run_stage(sess, ae.input, stage, 2)  # the last one ends by unrolling
+        names = [f"rbm/layer_{k}/{p}" for k in range(3) for p in ("weights", "visible_bias", "hidden_bias")]
+        by_name = {v.op.name: v for v in ae.graph.get_collection(tf1.GraphKeys.GLOBAL_VARIABLES)}
+        rbm = sess.run({n: by_name[n] for n in names})  # variable names are the public interface
         got = sess.run(ae.variables)
-        recon = sess.run(ae.reconstruction, {ae.x: x})
-        sess.run(ae.untie_op)
-        untied = sess.run(ae.finetune.reconstruction, {ae.x: x})
-    for k, (w, a, b) in enumerate(values):
+        recon = sess.run(ae.train.reconstruction, {ae.x: x})
+        if mode == "tied-untied":
+            sess.run(ae.untie_op)
+            np.testing.assert_array_equal(sess.run(ae.finetune.reconstruction, {ae.x: x}), recon)
+    for k in range(3):
+        w, a, b = (rbm[f"rbm/layer_{k}/{p}"] for p in ("weights", "visible_bias", "hidden_bias"))
         assert np.array_equal(got[f"encoder/layer_{k}/kernel"], w)
         assert np.array_equal(got[f"encoder/layer_{k}/bias"], b)
-        assert np.array_equal(got[f"decoder/layer_{len(values) - 1 - k}/bias"], a)
+        assert np.array_equal(got[f"decoder/layer_{2 - k}/bias"], a)
+        assert np.array_equal(got[f"decoder/layer_{2 - k}/kernel"], w.T)
     # NumPy, float64: logistic encoder, linear code, then the RBMs run top-down (visible biases)
     h = x.astype(np.float64)
-    for k, (w, a, b) in enumerate(values):
-        h = h @ w + b
-        h = h if k == len(values) - 1 else sigmoid(h)
-    for w, a, b in reversed(values):
-        h = sigmoid(h @ w.T + a)
+    for k in range(3):
+        h = h @ rbm[f"rbm/layer_{k}/weights"] + rbm[f"rbm/layer_{k}/hidden_bias"]
+        h = h if k == 2 else sigmoid(h)
+    for k in reversed(range(3)):
+        h = sigmoid(h @ rbm[f"rbm/layer_{k}/weights"].T + rbm[f"rbm/layer_{k}/visible_bias"])
     np.testing.assert_allclose(recon, h, atol=1e-5)
-    assert np.abs(untied - recon).max() <= 1e-7
 
 
-def test_untied_mode_gets_transposed_decoder_kernels(stack):
-    values, _, _ = stack
-    unrolled = tf1_rbm.unrolled_values(values, decoder_kernels=True)
-    for k, (w, _, _) in enumerate(values):
-        assert np.array_equal(unrolled[f"decoder/layer_{len(values) - 1 - k}/kernel"], w.T)
+class StopAfter:
+    """A stop request that arrives after `n` looks, as a SIGINT arriving mid-run would."""
+
+    def __init__(self, n):
+        self.n = n
+
+    @property
+    def signum(self):
+        self.n -= 1
+        return signal.SIGINT if self.n < 0 else None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
 
 
 RBM_RUN = ["--dataset", "digits", "--dims", "64,32,16,4", "--code-activation", "linear", "--output-activation",
-           "sigmoid", "--mode", "tied-untied", "--pretrain", "rbm", "--rbm-batch-size", "10"]
+           "sigmoid", "--mode", "tied-untied", "--pretrain", "rbm", "--rbm-batch-size", "50", "--pretrain-epochs",
+           "3", "--epochs", "2", "--batch-size", "50"]
 
 
-def test_pretrain_cli_interrupt_and_resume_across_stages(tmp_path):
-    out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *RBM_RUN, "--pretrain-epochs", "40",
-                          "--epochs", "2", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    state = out / "rbm_checkpoint"
-    while not (state.exists() and "rbm-ckpt-0" not in state.read_text().split("\n")[0]):
-        assert p.poll() is None, p.communicate()
-        time.sleep(0.02)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and "while pretraining RBM" in err, err
-    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(out), "--resume"], capture_output=True,
-                       text=True, timeout=240)
-    assert r.returncode == 0, r.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert [(m["layer"], m["epoch"]) for m in metrics["pretrain"]] == [(k, e) for k in range(3) for e in range(1, 41)]
-    assert len(metrics["epochs"]) == 2 and metrics["status"] == "done"
-    assert metrics["pretrain"][39]["recon_sse_per_example"] < metrics["pretrain"][0]["recon_sse_per_example"]
+def records(folder):
+    m = json.loads((folder / "metrics.json").read_text())
+    return m, [(r["stage"], r["epoch"], r.get("recon_sse_per_example"), r.get("train_loss"), r.get("test_loss"))
+               for r in m["pretrain"] + m["epochs"]]
+
+
+def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
+    assert tae_cli.main(RBM_RUN + ["--out", str(tmp_path / "straight")]) == 0
+    args = tae_cli.make_parser().parse_args(RBM_RUN)
+    model_values, run = tae_cli.early_configs(tae_cli.given_flags(args))
+    ds = tae_data.load("digits")
+    model, run = tae_config.resolve(model_values, run, ds.image_shape, 64, len(ds.train))
+    out = tmp_path / "stopped"
+    tae_files.prepare(out)
+    with pytest.raises(tae_files.Stopped) as e:  # 28 steps an epoch: a look after 16, one at the end
+        tae_cli.train_one(model, run, ds, out, stop=StopAfter(8))
+    assert e.value.code == 130 and "interrupted in the rbm 2 stage at epoch 2, step 16" in str(e.value)
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    assert tae_cli.main(["--out", str(out), "--resume"]) == 0
+    (a, ra), (b, rb) = records(tmp_path / "straight"), records(out)
+    assert b["status"] == "done" and len(rb) == 3 * 3 + 2
+    assert ra == rb  # exact: the samples are keyed by the global step, the batches by the epoch
+    assert rb[2][2] < rb[0][2]  # RBM 1 learned
 
 
 def test_pretrain_needs_logistic_units(tmp_path, capsys):
-    code = train.main(["--dataset", "digits", "--pretrain", "rbm", "--activation", "relu", "--out", str(tmp_path / "r")])
+    code = tae_cli.main(["--dataset", "digits", "--pretrain", "rbm", "--activation", "relu",
+                         "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code == 2 and "--pretrain rbm" in err and not (tmp_path / "r").exists()
+    assert code == 2 and "--pretrain rbm unrolls logistic RBMs" in err and not (tmp_path / "r").exists()

@@ -1,4 +1,4 @@
-"""Datasets for train.py: MNIST-format IDX folders, Keras .npz files, scikit-learn's digits, and a
+"""Data sets for train.py (no TensorFlow but for a download): MNIST-format IDX folders, Keras .npz files, scikit-learn's digits, and a
 user's own arrays. Every loader returns float32 arrays in [0, 1] (uint8 divided by 255) and
 raises DataError, one line naming the problem and the fix, for anything it cannot use.
 """
@@ -10,6 +10,8 @@ import struct
 from typing import Optional, Tuple
 
 import numpy as np
+
+from tae_config import is_path
 
 KERAS_CACHE = pathlib.Path("~/.keras/datasets").expanduser()
 # Where a local copy is looked for, in order, after --data-dir.
@@ -29,7 +31,7 @@ class DataError(Exception):
 class Dataset:
     name: str
     train: Optional[np.ndarray]  # [N, D] float32 in [0, 1] unless the user's data says otherwise;
-    # None once a run has copied it into its graph (trainer.train_run), so it is held once
+    # None once a run has copied it into its graph (tae_runner), so that it is held once
     test: np.ndarray  # [M, D] float32
     image_shape: Optional[Tuple[int, int]]  # (H, W) when the rows are images
     source: str  # where it came from, for the log and config.json
@@ -198,7 +200,7 @@ def load(dataset, data_dir=None, log=print):
         return _local_copy(dataset, data_dir) or _download(dataset)
     if dataset == "digits":
         return load_digits()
-    if dataset.endswith((".npy", ".npz")) or os.sep in dataset:
+    if is_path(dataset):
         return load_user_array(dataset)
     raise DataError(f"unknown --dataset {dataset!r}; use auto, mnist, fashion_mnist, digits or a .npy/.npz path")
 

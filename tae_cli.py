@@ -1,0 +1,293 @@
+"""train.py's command line: flags (generated from tae_config's two dataclasses), run folders,
+--resume, --compare; then the graph (tf1_tied_ae.build) and the stage runner (tae_runner).
+
+Everything up to the data's own checks imports no TensorFlow, so --help and bad flags answer at
+once. Exit codes: 0 done, 1 unexpected error, 2 bad input (one line on stderr), 3 non-finite loss,
+4 a file could not be written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.
+"""
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+import time
+
+import tae_config
+import tae_data
+import tae_files
+from tae_config import AEConfig, ConfigError, RunConfig
+from tae_files import Stopped, UsageError
+
+EXIT_BAD_INPUT = 2
+COMPARE = {  # variant -> AEConfig fields (same data, seed, batches and epochs for all)
+    "snippet": dict(mode="untied", init="snippet", activation="sigmoid", code_activation="sigmoid",
+                    output_activation="linear", loss="mse"),
+    "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
+    "tied-untied": dict(mode="tied-untied"),
+}
+USAGE = """examples:
+  python train.py                                   tied, on MNIST if found, else 8x8 digits
+  python train.py --dataset mnist --mode tied-untied --epochs 20
+  python train.py --compare                         the question's code vs every mode
+  python train.py --out checkpoints/run --resume    continue a run
+  python train.py --dataset mnist --dims 784,1000,500,250,30 --code-activation linear \\
+      --output-activation sigmoid --mode tied-untied --pretrain rbm   Hinton & Salakhutdinov 2006
+
+exit codes: 0 done, 1 unexpected error, 2 bad input, 3 non-finite loss, 4 a file could not be
+written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{message} (see python train.py --help)")
+
+
+def _parse(flag):
+    def parse(text):
+        try:
+            return flag.parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid value (it takes: {flag.help})") from None
+    parse.__name__ = flag.name
+    return parse
+
+
+def make_parser():
+    p = Parser(prog="train.py", description="Train a tied-weight autoencoder (tf1_tied_ae) from the command line.",
+               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE)
+    model = p.add_argument_group("the model (tae_config.AEConfig)")
+    run = p.add_argument_group("the run (tae_config.RunConfig)")
+    for flag in tae_config.flags():
+        group = model if flag.owner is AEConfig else run
+        group.add_argument(flag.name, type=_parse(flag), default=None, help=flag.help)
+    p.add_argument("--out", help="run folder (default: a new folder under checkpoints/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
+    return p
+
+
+def given_flags(args):
+    """{Flag: value} of the config flags on the command line, data paths made absolute (config.json
+    keeps them so: a resume works from any folder)."""
+    found = {}
+    for flag in tae_config.flags():
+        value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
+        if value is not None:
+            if flag.field == "data_dir" or (flag.field == "dataset" and tae_config.is_path(value)):
+                value = os.path.abspath(value)
+            found[flag] = value
+    return found
+
+
+def config_error(e):
+    return UsageError(f"{tae_config.flag_of(e.field)} {e.detail}")
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def merge(saved, given, out):
+    """The configs of a run being resumed: its saved values; a given flag that differs is refused by
+    name, except --epochs, which may extend the run."""
+    values = {AEConfig: dict(saved["model"]), RunConfig: dict(saved["run"])}
+    diffs = []
+    for flag, value in given.items():
+        old = values[flag.owner][flag.field]
+        if flag.field == "epochs":
+            if value < old:
+                diffs.append(f"--epochs {value} (run has {old}; a resumed run can only be extended)")
+        elif _show(value) != _show(old):
+            diffs.append(f"{flag.name} {_show(value)} (run has {_show(old)})")
+        values[flag.owner][flag.field] = value
+    if diffs:
+        raise UsageError(f"--resume with flags that differ from the run in {out}: {'; '.join(diffs)}; "
+                         "drop them or start a new run with another --out")
+    try:
+        model, run = AEConfig(**values[AEConfig]), RunConfig(**values[RunConfig])
+    except ConfigError as e:
+        raise config_error(e) from None
+    extended = run.epochs > saved["run"]["epochs"]
+    if extended and model.lr_schedule == "cosine" and model.lr_decay_steps is None:
+        raise UsageError(f"--epochs {run.epochs}: this run's cosine schedule decays to 0 over its "
+                         f"{saved['run']['epochs']} epochs, so a longer run would change the learning rates already "
+                         "used; start a new run with another --out")
+    return model, run
+
+
+def early_configs(given):
+    """AEConfig and RunConfig of the flags alone, before any data: a bad value fails here, at once."""
+    model = {f.field: v for f, v in given.items() if f.owner is AEConfig}
+    run = {f.field: v for f, v in given.items() if f.owner is RunConfig}
+    try:
+        AEConfig(**model)  # dims from the data later; the default stands in for the check
+        return model, RunConfig(**run)
+    except ConfigError as e:
+        raise config_error(e) from None
+
+
+def refuse_inert(model, run, given, compare):
+    """A given flag that does nothing in this configuration: UsageError naming it."""
+    if compare and any(f.field == "mode" for f in given):
+        raise UsageError("--mode does nothing with --compare (every variant sets its own mode); drop it")
+    variants = [dataclasses.replace(model, **o) for o in COMPARE.values()] if compare else [model]
+    fields = {f.field for f in given}
+    found = [tae_config.inert(v, run, fields) for v in variants]
+    if found and all(found):
+        flag, needs = found[0]
+        raise UsageError(f"{flag} does nothing here: it applies only with {needs}; drop it or add that")
+
+
+def resumed_configs(args, given):
+    """(saved config.json, model, run) of the run in --out, with the given flags merged in."""
+    saved = tae_files.read_json(os.path.join(args.out, "config.json"))
+    if saved is None:
+        raise UsageError(f"--resume: {args.out} holds no run (no config.json); start one without --resume")
+    if args.compare != bool(saved.get("compare")):
+        raise UsageError(f"--resume{' --compare' if args.compare else ''} does not match the run in {args.out}; "
+                         f"{'add' if saved.get('compare') else 'drop'} --compare")
+    model, run = merge(saved, given, args.out)
+    refuse_inert(model, run, given, args.compare)
+    return saved, model, run
+
+
+def complete(out, saved, run):
+    """True, after saying so, when a resumed run has nothing left to train."""
+    path = os.path.join(out, "compare.json" if saved.get("compare") else "metrics.json")
+    metrics = tae_files.read_json(path)
+    done = metrics is not None and (saved.get("compare") or metrics.get("status") == "done")
+    if done and run.epochs == saved["run"]["epochs"]:
+        print(f"{out} is complete ({run.epochs} epochs); to train it further: python train.py --out {out} --resume "
+              f"--epochs N, with N above {run.epochs}")
+        return True
+    return False
+
+
+def new_folder(dataset_name, label):
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join("checkpoints", f"{dataset_name}-{label}-{stamp}")
+    out, k = base, 1
+    while os.path.exists(out):
+        out, k = f"{base}-{k}", k + 1
+    return out
+
+
+def config_record(model, run, ds, compare=False):
+    return {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
+            "data_source": ds.source}
+
+
+def train_one(model, run, ds, out, log=print, keep_data=False, stop=None):
+    """Build the model's graph with its run and hand it to the stage runner."""
+    import tae_runner
+    import tf1_tied_ae
+
+    ae = tf1_tied_ae.build(model, run, len(ds.train))
+    return tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data)
+
+
+def compare(model, run, ds, out, log=print):
+    """The question's code and every mode on the same data, seed, batches and epochs."""
+    import tae_figures
+
+    tae_files.write_json(os.path.join(out, "config.json"), config_record(model, run, ds, compare=True))
+    results, curves = {}, {}
+    for name, fields in COMPARE.items():
+        variant = dataclasses.replace(model, **fields)
+        tied = run.epochs - run.epochs // 2 if run.tied_epochs is None else run.tied_epochs
+        sub = dataclasses.replace(run, tied_epochs=tied if variant.mode == "tied-untied" else None)
+        folder = os.path.join(out, name)
+        metrics = tae_files.read_json(os.path.join(folder, "metrics.json")) or {}
+        if metrics.get("status") != "done" or len(metrics["epochs"]) != run.epochs:
+            log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
+            if not os.path.exists(os.path.join(folder, "config.json")):
+                tae_files.prepare(folder)
+            metrics = train_one(variant, sub, ds, folder, log, keep_data=True)
+        results[name] = metrics["final"]
+        curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
+    tae_files.write_json(os.path.join(out, "compare.json"), results)
+    tae_figures.save_curves(os.path.join(out, "compare.png"), curves, "test sum of squared errors per image",
+                            f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs")
+    log(f"{'variant':<12} {'trainable':>10} {'test mse':>10} {'sse/image':>10} {'seconds':>8}")
+    for name, r in results.items():
+        log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} "
+            f"{r['train_seconds']:>8.1f}")
+    return results
+
+
+def import_tensorflow(verbose):
+    """TensorFlow, its Python and C++ logging quiet unless --verbose (set before the import)."""
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("INFO" if verbose else "ERROR")
+    tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
+
+
+def run_command(args, hold):
+    """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
+    that keeps the run folder's lock until main returns."""
+    given = given_flags(args)
+    if args.resume and not args.out:
+        raise UsageError("--resume needs --out: the run folder to continue")
+    saved = None
+    if args.resume:
+        if os.path.exists(os.path.join(args.out, "config.json")):
+            hold.enter_context(tae_files.lock(args.out))
+        saved, model, run = resumed_configs(args, given)
+        if complete(args.out, saved, run):
+            return 0
+        ds = tae_data.load(run.dataset, run.data_dir)
+    else:
+        model_values, run = early_configs(given)
+        refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
+        ds = tae_data.load(run.dataset, run.data_dir)
+        try:
+            model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train))
+        except ConfigError as e:
+            raise config_error(e) from None
+    tae_data.validate(ds, model.dims[0], model.output_activation == "sigmoid" or model.loss == "xent")
+    out = args.out or new_folder(ds.name, "compare" if args.compare else model.mode)
+    if saved is None:
+        tae_files.prepare(out)
+        hold.enter_context(tae_files.lock(out))
+    import_tensorflow(args.verbose)
+    start = time.time()
+    if args.compare:
+        compare(model, run, ds, out)
+    else:
+        train_one(model, run, ds, out)
+    print(f"done in {time.time() - start:.0f}s: {out}")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        with contextlib.ExitStack() as hold:
+            return run_command(make_parser().parse_args(argv), hold)
+    except (UsageError, tae_data.DataError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Stopped as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("train.py: interrupted before training started; nothing was written", file=sys.stderr)
+        return 130
+
+
+def hide_native_stderr():
+    """Send file descriptor 2 to /dev/null; sys.stderr keeps the real stderr for our messages.
+
+    TF_CPP_MIN_LOG_LEVEL does not reach the lines TensorFlow's C++ runtime logs before it reads
+    its settings (absl's, the CUDA stub's), so the script's entry point does this unless --verbose.
+    """
+    sys.stderr.flush()
+    real = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = os.fdopen(real, "w", buffering=1)

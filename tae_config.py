@@ -1,0 +1,319 @@
+"""The settings of a run as data: the model (AEConfig) and the run around it (RunConfig).
+
+Both are frozen dataclasses, validated on construction: a bad field raises ConfigError, which names
+the field and the allowed values. Each field's metadata holds its command-line flag, parser and help,
+so train.py's flags are generated from here (`flags()`), one place per flag; and the condition under
+which the field does anything (`applies`), so a flag that would do nothing is refused by name
+(`inert()`). This module imports no TensorFlow: flags and config errors answer at once.
+"""
+import dataclasses
+import math
+import os
+from typing import Optional, Tuple
+
+MODES = ("untied", "tied", "sync", "tied-untied")
+INITS = ("glorot", "snippet")
+ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "linear")
+LOSSES = ("mse", "xent")
+TRAINABLE = ("all", "encoder", "decoder")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+SYNC_EVERY = ("step", "epoch")
+PRETRAIN = ("none", "rbm")
+DATASETS = ("auto", "mnist", "fashion_mnist", "digits")
+
+
+class ConfigError(ValueError):
+    """A field with a value it cannot take: `field` names it, `detail` says what is allowed."""
+
+    def __init__(self, field, detail):
+        super().__init__(f"{field} {detail}")
+        self.field, self.detail = field, detail
+
+
+def parse_ints(text):
+    return tuple(int(p) for p in text.split(","))
+
+
+def parse_floats(text):
+    return tuple(float(p) for p in text.split(","))
+
+
+def option(help, flag=None, parse=str, default_text=None, applies=None):
+    """Field metadata. applies: (test(model, run) -> bool, what makes the field count), for fields
+    that do something only in some configurations."""
+    return {"help": help, "flag": flag, "parse": parse, "default_text": default_text, "applies": applies}
+
+
+def is_path(dataset):
+    """Whether --dataset names a file of the user's rather than a known data set."""
+    return dataset.endswith((".npy", ".npz")) or os.sep in dataset
+
+
+def _choice(field, value, allowed):
+    if value not in allowed:
+        raise ConfigError(field, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _int(field, value, low, none_ok=False):
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(field, f"must be an integer >= {low}{' or None' if none_ok else ''}; got {value!r}")
+
+
+def _number(field, value, positive):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        raise ConfigError(field, f"must be a {'positive' if positive else 'non-negative'} finite number; got {value!r}")
+
+
+COSINE = (lambda m, r: m.lr_schedule == "cosine", "--lr-schedule cosine")
+NOT_PRETRAINED = (lambda m, r: r.pretrain == "none", "no --pretrain (the RBMs set every variable)")
+
+
+@dataclasses.dataclass(frozen=True)
+class AEConfig:
+    """Everything that defines the autoencoder's graph (tf1_tied_ae.build)."""
+
+    dims: Tuple[int, ...] = dataclasses.field(default=(784, 196, 81, 49), metadata=option(
+        "layer sizes from input to code", parse=parse_ints,
+        default_text="the question's rule from the image size: 784,196,81,49 for 28x28, 64,16,4,4 for 8x8"))
+    mode: str = dataclasses.field(default="tied", metadata=option(
+        "untied | tied | sync (the accepted answer) | tied-untied (Hinton's: tied, then untied)"))
+    init: str = dataclasses.field(default="glorot", metadata=option(
+        "glorot (Glorot-uniform kernels, zero biases) | snippet (the question's N(0,1) everywhere)",
+        applies=NOT_PRETRAINED))
+    activation: str = dataclasses.field(default="sigmoid", metadata=option(
+        "hidden units: " + " | ".join(ACTIVATIONS)))
+    code_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
+        "code layer", default_text="same as --activation; linear for Hinton's code"))
+    output_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
+        "linear | sigmoid", default_text="linear with mse, sigmoid with xent"))
+    loss: str = dataclasses.field(default="mse", metadata=option(
+        "mse (tf.losses.mean_squared_error) | xent (sigmoid cross-entropy on the logits)"))
+    trainable: str = dataclasses.field(default="all", metadata=option(
+        "what minimize(var_list=...) trains: all | encoder | decoder"))
+    optimizer: str = dataclasses.field(default="adam", metadata=option("adam | sgd"))
+    learning_rate: float = dataclasses.field(default=1e-3, metadata=option(
+        "learning rate", flag="--lr", parse=float))
+    lr_schedule: str = dataclasses.field(default="constant", metadata=option(
+        "constant | cosine (decays to 0 by global step)"))
+    lr_decay_steps: Optional[int] = dataclasses.field(default=None, metadata=option(
+        "cosine: training steps to decay over", parse=int, default_text="all the run's training steps",
+        applies=COSINE))
+    seed: Optional[int] = dataclasses.field(default=0, metadata=option(
+        "graph-level seed; also orders the batches", parse=int))
+
+    def __post_init__(self):
+        try:
+            dims = tuple(self.dims)
+        except TypeError:
+            raise ConfigError("dims", f"must be a sequence of sizes; got {self.dims!r}") from None
+        if len(dims) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
+            raise ConfigError("dims", f"must be at least 2 positive integers, like 784,196,81,49; got {self.dims!r}")
+        object.__setattr__(self, "dims", dims)
+        _choice("mode", self.mode, MODES)
+        _choice("init", self.init, INITS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        if self.code_activation is None:
+            object.__setattr__(self, "code_activation", self.activation)
+        _choice("code_activation", self.code_activation, ACTIVATIONS)
+        _choice("loss", self.loss, LOSSES)
+        if self.output_activation is None:
+            object.__setattr__(self, "output_activation", "sigmoid" if self.loss == "xent" else "linear")
+        _choice("output_activation", self.output_activation, ("linear", "sigmoid"))
+        if self.loss == "xent" and self.output_activation != "sigmoid":
+            raise ConfigError("output_activation", "must be sigmoid with loss xent (it is the loss's own link)")
+        _choice("trainable", self.trainable, TRAINABLE)  # tied + decoder: the decoder biases alone
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _number("learning_rate", self.learning_rate, positive=True)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _int("lr_decay_steps", self.lr_decay_steps, 1, none_ok=True)
+        if self.lr_decay_steps is not None and self.lr_schedule != "cosine":
+            raise ConfigError("lr_decay_steps", "applies only with lr_schedule cosine")
+        _int("seed", self.seed, -2 ** 31, none_ok=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything around the graph: the data, the stage schedule, the RBM pretraining.
+    None means "resolved from the data when the run starts" (`resolve`); config.json stores the
+    resolved values, so a resumed run keeps them."""
+
+    dataset: str = dataclasses.field(default="auto", metadata=option(
+        "auto (a local MNIST copy, else scikit-learn's digits) | mnist | fashion_mnist | digits | "
+        "path/to/data.npy or .npz"))
+    data_dir: Optional[str] = dataclasses.field(default=None, metadata=option(
+        "folder of MNIST-format IDX files, or a Keras .npz", default_text="look in ./data/mnist, ./MNIST_data, "
+        "~/.keras/datasets",
+        applies=(lambda m, r: r.dataset in ("auto", "mnist", "fashion_mnist"), "--dataset auto, mnist or fashion_mnist")))
+    epochs: Optional[int] = dataclasses.field(default=None, metadata=option(
+        "training epochs in all (0 saves and evaluates the initial model)", parse=int,
+        default_text="10 for MNIST-sized data, 200 for smaller sets"))
+    batch_size: int = dataclasses.field(default=100, metadata=option("examples per step", parse=int))
+    tied_epochs: Optional[int] = dataclasses.field(default=None, metadata=option(
+        "tied-untied: the first N epochs train tied, the rest untied", parse=int, default_text="half of --epochs, rounded up",
+        applies=(lambda m, r: m.mode == "tied-untied", "--mode tied-untied")))
+    sync_every: str = dataclasses.field(default="step", metadata=option(
+        "sync: re-assign the decoder's copies every step | epoch",
+        applies=(lambda m, r: m.mode == "sync", "--mode sync")))
+    pretrain: str = dataclasses.field(default="none", metadata=option(
+        "none | rbm (Hinton & Salakhutdinov's greedy RBM pretraining, then unrolling)"))
+    pretrain_epochs: int = dataclasses.field(default=10, metadata=option(
+        "epochs per RBM", parse=int, applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
+    rbm_lr: float = dataclasses.field(default=0.1, metadata=option(
+        "learning rate of the binary RBMs", parse=float, applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
+    rbm_lr_linear: float = dataclasses.field(default=0.001, metadata=option(
+        "learning rate of the linear top RBM", parse=float,
+        applies=(lambda m, r: r.pretrain == "rbm" and m.code_activation == "linear",
+                 "--pretrain rbm with --code-activation linear")))
+    rbm_weight_cost: float = dataclasses.field(default=2e-4, metadata=option(
+        "RBM weight decay", parse=float, applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
+    rbm_momentum: Tuple[float, float] = dataclasses.field(default=(0.5, 0.9), metadata=option(
+        "RBM momentum for the first 5 epochs, then after", parse=parse_floats, default_text="0.5,0.9",
+        applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
+    rbm_batch_size: int = dataclasses.field(default=100, metadata=option(
+        "RBM mini-batch size", parse=int, applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
+
+    def __post_init__(self):
+        if not isinstance(self.dataset, str) or not (self.dataset in DATASETS or is_path(self.dataset)):
+            raise ConfigError("dataset", f"must be {', '.join(DATASETS)} or a path to a .npy or .npz file; "
+                                         f"got {self.dataset!r}")
+        _int("epochs", self.epochs, 0, none_ok=True)
+        _int("batch_size", self.batch_size, 1)
+        _int("tied_epochs", self.tied_epochs, 0, none_ok=True)
+        if None not in (self.epochs, self.tied_epochs) and self.tied_epochs > self.epochs:
+            raise ConfigError("tied_epochs", f"must be between 0 and epochs ({self.epochs}); got {self.tied_epochs}")
+        _choice("sync_every", self.sync_every, SYNC_EVERY)
+        _choice("pretrain", self.pretrain, PRETRAIN)
+        _int("pretrain_epochs", self.pretrain_epochs, 1)
+        _number("rbm_lr", self.rbm_lr, positive=True)
+        _number("rbm_lr_linear", self.rbm_lr_linear, positive=True)
+        _number("rbm_weight_cost", self.rbm_weight_cost, positive=False)
+        momentum = tuple(self.rbm_momentum) if isinstance(self.rbm_momentum, (list, tuple)) else ()
+        if len(momentum) != 2 or not all(isinstance(m, (int, float)) and 0 <= m < 1 for m in momentum):
+            raise ConfigError("rbm_momentum", f"must be two numbers in [0, 1), like 0.5,0.9; got {self.rbm_momentum!r}")
+        object.__setattr__(self, "rbm_momentum", tuple(float(m) for m in momentum))
+        _int("rbm_batch_size", self.rbm_batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class RBMConfig:
+    """The RBM stack of `--pretrain rbm` (tf1_rbm), derived from the two configs by `rbm_config`.
+    Defaults are Hinton & Salakhutdinov's (their Matlab code)."""
+
+    dims: Tuple[int, ...] = (784, 1000, 500, 250, 30)  # visible size, then each RBM's hidden size
+    linear_top: bool = True  # the top RBM has Gaussian (linear) hidden units: a linear code layer
+    learning_rate: float = 0.1  # the binary RBMs
+    learning_rate_linear: float = 0.001  # the top RBM when linear_top
+    weight_cost: float = 2e-4
+    momentum: Tuple[float, float] = (0.5, 0.9)  # before, and from, epoch `momentum_switch_epoch` on
+    momentum_switch_epoch: int = 5
+    epochs: int = 10  # per RBM
+    batch_size: int = 100
+    seed: Optional[int] = 0
+
+    def __post_init__(self):
+        dims = tuple(self.dims) if isinstance(self.dims, (list, tuple)) else ()
+        if len(dims) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in dims):
+            raise ConfigError("dims", f"must be at least 2 positive integers; got {self.dims!r}")
+        object.__setattr__(self, "dims", dims)
+        _number("learning_rate", self.learning_rate, positive=True)
+        _number("learning_rate_linear", self.learning_rate_linear, positive=True)
+        _number("weight_cost", self.weight_cost, positive=False)
+        if len(self.momentum) != 2:
+            raise ConfigError("momentum", f"must be two numbers; got {self.momentum!r}")
+        for m in self.momentum:
+            _number("momentum", m, positive=False)
+        _int("momentum_switch_epoch", self.momentum_switch_epoch, 0)
+        _int("epochs", self.epochs, 1)
+        _int("batch_size", self.batch_size, 1)
+
+
+def rbm_config(model, run):
+    """The RBM stack that `run` asks for on `model`, or None without pretraining."""
+    if run.pretrain != "rbm":
+        return None
+    return RBMConfig(dims=model.dims, linear_top=model.code_activation == "linear", learning_rate=run.rbm_lr,
+                     learning_rate_linear=run.rbm_lr_linear, weight_cost=run.rbm_weight_cost,
+                     momentum=run.rbm_momentum, epochs=run.pretrain_epochs, batch_size=run.rbm_batch_size,
+                     seed=model.seed)
+
+
+# --- flags ------------------------------------------------------------------------------------------
+
+class Flag:
+    """One command-line flag, generated from a dataclass field."""
+
+    def __init__(self, owner, field):
+        meta = field.metadata
+        self.owner, self.field = owner, field.name
+        self.name = meta["flag"] or "--" + field.name.replace("_", "-")
+        self.parse, self.applies = meta["parse"], meta["applies"]
+        self.default = field.default
+        shown = meta["default_text"] or (",".join(map(str, field.default)) if isinstance(field.default, tuple)
+                                         else field.default)
+        self.help = f"{meta['help']} (default: {shown})"
+
+
+def flags():
+    """Every config flag, AEConfig's first, in field order."""
+    return [Flag(owner, f) for owner in (AEConfig, RunConfig) for f in dataclasses.fields(owner)]
+
+
+def flag_of(field):
+    return next((f.name for f in flags() if f.field == field), field)
+
+
+def inert(model, run, fields):
+    """The first of `fields` that does nothing with these configs, as (flag, what would make it
+    count), or None. The question answered: would setting this field change the run?"""
+    for f in flags():
+        if f.field in fields and f.applies and not f.applies[0](model, run):
+            return f.name, f.applies[1]
+    return None
+
+
+def check(model, run, num_examples):
+    """Cross-checks the dataclasses cannot make alone; ConfigError names the field."""
+    if run.batch_size > num_examples:
+        raise ConfigError("batch_size", f"must be between 1 and the {num_examples} training examples; "
+                                        f"got {run.batch_size}")
+    if run.pretrain == "rbm":
+        if run.rbm_batch_size > num_examples:
+            raise ConfigError("rbm_batch_size", f"must be between 1 and the {num_examples} training examples")
+        if model.activation != "sigmoid" or model.output_activation != "sigmoid" or model.code_activation not in (
+                "sigmoid", "linear"):
+            raise ConfigError("pretrain", "rbm unrolls logistic RBMs: use --activation sigmoid --output-activation "
+                                          "sigmoid and --code-activation linear or sigmoid")
+
+
+def question_dims(image_shape):
+    """The question's rule: [W*H, (W//2)*(H//2), (W//3)*(H//3), (W//4)*(H//4)]."""
+    h, w = image_shape
+    return tuple((w // k) * (h // k) for k in (1, 2, 3, 4))
+
+
+def resolve(model_values, run, image_shape, width, num_examples):
+    """The configs of a new run: AEConfig from `model_values` (fields given), the None fields of
+    `run` filled from the data. ConfigError names the field that cannot be used."""
+    values = dict(model_values)
+    if "dims" not in values:
+        if image_shape is None:
+            raise ConfigError("dims", f"has no default for data of {width} values per example that are not a "
+                                      "square image; give --dims")
+        values["dims"] = question_dims(image_shape)
+    model = AEConfig(**values)
+    epochs = run.epochs if run.epochs is not None else (10 if num_examples >= 20000 else 200)
+    tied = run.tied_epochs
+    if tied is None and model.mode == "tied-untied":
+        tied = epochs - epochs // 2
+    run = dataclasses.replace(run, epochs=epochs, tied_epochs=tied)
+    check(model, run, num_examples)
+    return model, run
+
+
+def non_default(config):
+    """The fields of a config that differ from their defaults (what a library user "set")."""
+    return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != f.default}

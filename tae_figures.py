@@ -1,0 +1,68 @@
+"""The run's figures, as PNG files written whole (tae_files.atomic_write): reconstructions and curves."""
+import numpy as np
+
+from tae_files import atomic_write
+
+
+def _save_figure(fig, path):
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_reconstructions(path, images, reconstructions, image_shape, n=10):
+    """A PNG: `n` test images in the top row, their reconstructions below, drawn as one mosaic
+    (one axes: a 2 x n grid of subplots costs ten times as long to draw)."""
+    plt = _pyplot()
+    n = min(n, len(images))
+    h, w = image_shape
+    gap = max(1, h // 8)
+    mosaic = np.ones((2 * h + gap, n * (w + gap) - gap))
+    for row, arr in enumerate((images, reconstructions)):
+        for k in range(n):
+            top, left = row * (h + gap), k * (w + gap)
+            mosaic[top:top + h, left:left + w] = np.clip(arr[k].reshape(image_shape), 0, 1)
+    fig, ax = plt.subplots(figsize=(n, 2.2))
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([h / 2, h + gap + h / 2], ["input", "reconstruction"], fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.tight_layout()
+    _save_figure(fig, path)
+
+
+def save_curves(path, series, ylabel, title, x_key="epoch", references=None):
+    """A PNG of one or more curves: series is {label: [(x, y), ...]}; references {label: y} are
+    drawn as dashed horizontal lines."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, (label, y) in enumerate((references or {}).items()):
+        ax.axhline(y, linestyle="--", linewidth=1, color=f"C{7 + k}", label=label)
+    for label, points in series.items():
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="." if len(xs) < 40 else None, label=label)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(ylabel)
+    if not any(series.values()):
+        ax.text(0.5, 0.5, "no epochs trained", ha="center", transform=ax.transAxes)
+        _save_figure(fig, path)
+        return
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save_figure(fig, path)

@@ -1,0 +1,137 @@
+"""Run folders: files written whole or not at all, one process at a time, checkpoints found inside.
+
+Every file here is written to a temporary name in the same folder, flushed to disk and renamed over
+the target (os.replace is atomic on POSIX), so a kill leaves either the old file or the new one.
+TensorFlow's Saver does the same for checkpoints; its state file holds relative paths, and a resume
+reads only the checkpoints it finds in the run folder itself, so a folder can be moved or copied.
+A running process holds a POSIX lock on `<folder>/.lock`; a second one is refused, naming the first.
+A failed write (disk full, permissions) becomes WriteFailed, naming the file.
+"""
+import errno
+import fcntl
+import json
+import os
+import pathlib
+import re
+import struct
+import tempfile
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+LOCK = ".lock"
+
+
+class UsageError(Exception):
+    """Bad input (flags, data, run folders): one line naming the problem and the fix; exit code 2."""
+
+
+class Stopped(Exception):
+    """Training stopped early on purpose (a signal, a non-finite loss, a failed write): exit `code`."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class WriteFailed(Exception):
+    """A file of the run could not be written: `path` and the system's reason."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"could not write {path} ({reason})")
+        self.path, self.reason = path, reason
+
+
+def atomic_write(path, write):
+    """Call write(binary_file) on a temporary file, then rename it to `path`."""
+    path = pathlib.Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise WriteFailed(path, e.strerror or e) from None
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise WriteFailed(path, e.strerror or e) from None
+        raise
+
+
+def write_json(path, obj):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read {path} ({e}); it is not a file this program wrote") from None
+
+
+def prepare(folder):
+    """Create a new run folder, or accept an empty one; UsageError if it holds anything else or
+    cannot be written."""
+    folder = pathlib.Path(folder)
+    if (folder / "config.json").exists():
+        raise UsageError(f"--out {folder} is an existing run; add --resume to continue it or choose another --out")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} is a file, not a folder; choose a folder")
+    if folder.is_dir() and set(os.listdir(folder)) - {LOCK}:
+        raise UsageError(f"--out {folder} is a folder with other files in it; choose a new or empty folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
+
+
+def lock(folder):
+    """Hold the run folder for this process (released when it exits, however it exits).
+    Returns the open lock file; UsageError naming the process that holds it already."""
+    path = pathlib.Path(folder) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
+        holder = _lock_holder(fd)
+        os.close(fd)
+        raise UsageError(f"--out {folder} is in use by {f'process {holder}' if holder else 'another process'}, "
+                         "which is training it now; wait for it to end (or stop it), then --resume") from None
+    return os.fdopen(fd, "r+")
+
+
+def _lock_holder(fd):
+    """The pid holding a POSIX lock on fd (Linux's struct flock), or None where it cannot be asked."""
+    try:
+        query = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+        return struct.unpack("hhqqi4x", fcntl.fcntl(fd, fcntl.F_GETLK, query))[4] or None
+    except (OSError, struct.error):
+        return None
+
+
+def checkpoints(folder, prefix="ckpt"):
+    """The complete checkpoints in `folder` itself, oldest first: [(global step, path prefix)].
+    A checkpoint is complete once its .index exists (the Saver writes it last, by rename)."""
+    found = []
+    for name in os.listdir(folder):
+        m = re.fullmatch(re.escape(prefix) + r"-(\d+)\.index", name)
+        if m:
+            found.append((int(m.group(1)), os.path.join(str(folder), name[: -len(".index")])))
+    return sorted(found)

@@ -1,0 +1,279 @@
+"""train.py's stage runner: one loop for every stage of a model (tf1_tied_ae.build with a run).
+
+It owns the Session, the Saver, metrics.json, the TensorBoard events, the progress bar, SIGINT and
+SIGTERM, the non-finite exit and resume. The training position is the checkpoint's global step and
+nothing else: the stage, epoch and step within it follow from the stages' lengths; the epoch in
+progress (its step figures and seconds) is restored with the checkpoint (tf1_input's `progress/*`);
+metrics records past the checkpoint's step are dropped on resume.
+
+Each epoch: the epoch's order (a function of the seed and the epoch, so a resumed run sees the same
+batches), STEPS_PER_CALL steps per Session call, the stage's epoch-end op, evaluation on the test
+set, the record written to metrics.json, then the checkpoint (metrics first: a kill between the two
+leaves a record that the resume drops, never a checkpoint without its record).
+"""
+import os
+import re
+import signal
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+import tae_figures
+import tae_files
+import tf1_input
+import tf1_tied_ae as tae
+from tae_files import Stopped, UsageError, WriteFailed
+
+tf1 = tf.compat.v1
+EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4
+# Steps per Session call: amortises the call's overhead; Ctrl-C, the progress bar and the
+# non-finite check act between calls (every step's figure is still returned).
+STEPS_PER_CALL = 16
+FIGURE = {"epochs": "train_loss", "pretrain": "recon_sse_per_example"}  # what a stage's steps return
+TAGS = {"train_loss": "loss/train", "test_loss": "loss/test", "test_sse_per_image": "test/sse_per_image",
+        "recon_sse_per_example": "pretrain/recon_sse_per_example"}  # TensorBoard, by global step
+
+
+class StopRequest:
+    """SIGINT/SIGTERM handler: remembers the signal; the runner stops at the next call boundary."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        self.signum = signum
+
+    def __enter__(self):
+        self.previous = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+def epoch_order(seed, epoch_seed, n):
+    """An epoch's shuffled order: a function of (seed, epoch_seed) alone, so a resumed run repeats it."""
+    return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
+
+
+def evaluate(sess, head, x, data, chunk=2000):
+    """(mean loss, mean sum of squared errors per example) of `head` over `data`, fed through x."""
+    loss = sse = 0.0
+    for i in range(0, len(data), chunk):
+        part = data[i : i + chunk]
+        l, s = sess.run([head.loss, head.sse], {x: part})
+        loss += float(l) * len(part)
+        sse += float(np.sum(s, dtype=np.float64))
+    return loss / len(data), sse / len(data)
+
+
+def restore(sess, saver, path):
+    """saver.restore, with a damaged checkpoint or one of another model as a UsageError."""
+    try:
+        saver.restore(sess, path)
+    except (tf.errors.OpError, ValueError) as e:
+        first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
+                         "another model: delete its files to fall back to an older one, or start a new run") from None
+
+
+def train(ae, ds, out, config, log=print, stop=None, keep_data=False):
+    """Run the stages of `ae` in run folder `out` (new, or resumed from its newest checkpoint) and
+    return its metrics. config: written to config.json once the start has succeeded. ds.train
+    is dropped once it is in the graph, unless keep_data. stop: an object whose `signum` turns
+    non-None to stop (default: SIGINT and SIGTERM)."""
+    runner = Runner(ae, ds, out, log)
+    with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
+        try:
+            resumed = runner.start(config)
+            tf1_input.load(runner.sess, ae.input, ds.train)
+            if not keep_data:
+                ds.train = None  # the graph's copy is the one the run uses
+            runner.writer = tf1.summary.FileWriter(out, None if resumed else ae.graph)
+            for stage in ae.stages:
+                runner.run_stage(stage)
+            runner.finish()
+        except WriteFailed as e:
+            try:
+                runner.write_metrics("write failed")  # best effort: the disk may refuse this too
+            except WriteFailed:
+                pass
+            raise Stopped(EXIT_WRITE_FAILED, f"{e}; stopped, the last good checkpoint is kept "
+                          f"({runner.newest()}); make room or fix the folder, then resume with: "
+                          f"python train.py --out {out} --resume") from None
+        finally:
+            if runner.writer is not None:
+                runner.writer.close()
+    return runner.metrics
+
+
+class Runner:
+    """The state of one run in progress; `train` drives it. Every method runs ops built with the graph."""
+
+    def __init__(self, ae, ds, out, log):
+        self.ae, self.ds, self.out, self.log = ae, ds, str(out), log
+        self.metrics_path = os.path.join(self.out, "metrics.json")
+        self.metrics = tae_files.read_json(self.metrics_path) or {}
+        self.sess = self.stop = self.writer = None
+        self.bar = sys.stdout.isatty()
+
+    def start(self, config):
+        """Restore the newest checkpoint in the folder, or initialise and save ckpt-0; then write
+        config.json. Returns whether a checkpoint was restored."""
+        found = tae_files.checkpoints(self.out)
+        if found:
+            restore(self.sess, self.ae.saver, found[-1][1])
+            self.ae.saver.recover_last_checkpoints([path for _, path in found])  # prunes to 3 as it saves
+            self.sess.run(self.ae.input.init_op)  # the data is not in a checkpoint
+        else:
+            self.sess.run(self.ae.init_op)
+        tae_files.write_json(os.path.join(self.out, "config.json"), config)
+        step = self.step()
+        for key in ("epochs", "pretrain"):  # records past the checkpoint belong to a run that was lost
+            self.metrics[key] = [r for r in self.metrics.get(key, []) if r["global_step"] <= step]
+        self.metrics.pop("final", None)
+        if found:
+            stage, epoch, k = self.position(step)
+            self.log(f"resuming {self.out} at {stage} epoch {epoch + 1}" + (f", step {k + 1}" if k else "")
+                     + f" from {os.path.basename(found[-1][1])}")
+        else:
+            self.write_metrics("running")
+            self.save()
+        return bool(found)
+
+    def step(self):
+        return int(self.sess.run(self.ae.global_step))
+
+    def position(self, step):
+        """(stage name, epoch within it, step within the epoch) of a global step."""
+        for s in self.ae.stages:
+            if s.epochs and step < s.last_step:
+                epoch, k = divmod(step - s.first_step, s.steps_per_epoch)
+                return s.name, epoch, k
+        return "the end", 0, 0
+
+    def newest(self):
+        found = tae_files.checkpoints(self.out)
+        return os.path.basename(found[-1][1]) if found else "none"
+
+    def save(self):
+        prefix = os.path.join(self.out, "ckpt")
+        try:
+            return self.ae.saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False)
+        except tf.errors.OpError as e:  # the system's reason ends the line that names the file
+            reason = next((m.group(1) for m in map(re.compile(r"\S+; ([^;]+)$").search, e.message.splitlines()) if m),
+                          type(e).__name__)
+            raise WriteFailed(f"{prefix}-{self.step()}", reason) from None
+
+    def write_metrics(self, status):
+        self.metrics["status"] = status
+        tae_files.write_json(self.metrics_path, self.metrics)
+
+    def run_stage(self, stage):
+        """The stage's epochs from where the global step stands (nothing if it is past them)."""
+        step = self.step()
+        if not stage.epochs or step >= stage.last_step:
+            return
+        if step == stage.first_step and stage.enter is not None:
+            self.sess.run(stage.enter)  # idempotent: a resume at this very step runs it again
+            self.log(f"{stage.name} stage: ran {stage.enter.name} first")
+        first, k = divmod(step - stage.first_step, stage.steps_per_epoch)
+        for epoch in range(first, stage.epochs):
+            self.run_epoch(stage, epoch, k)
+            k = 0
+
+    def run_epoch(self, stage, epoch, start):
+        pipe = self.ae.input
+        order = epoch_order(self.ae.config.seed, stage.epoch_seed + epoch, pipe.num_examples)
+        self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.start_placeholder: start,
+                                            pipe.batch_size_placeholder: stage.batch_size})
+        t0 = time.time() - self.sess.run(pipe.seconds)  # a resumed epoch carries its seconds on
+        bar = tf.keras.utils.Progbar(stage.steps_per_epoch, unit_name="step") if self.bar else None
+        k = start
+        while k < stage.steps_per_epoch:
+            n = min(STEPS_PER_CALL, stage.steps_per_epoch - k)
+            figures = self.sess.run(stage.steps, {pipe.steps_placeholder: n})
+            self.check_finite(stage, epoch, k, figures)
+            k += n
+            if bar:
+                bar.update(k, [(FIGURE[stage.record], float(figures[-1]))])
+            if k < stage.steps_per_epoch and self.stop.signum is not None:
+                self.interrupt(stage, epoch, k, time.time() - t0)
+        self.end_epoch(stage, epoch, time.time() - t0)
+
+    def check_finite(self, stage, epoch, k, figures):
+        bad = np.flatnonzero(~np.isfinite(figures))
+        if bad.size:
+            self.write_metrics("diverged")
+            flag = "--rbm-lr" if stage.record == "pretrain" else "--lr"
+            raise Stopped(EXIT_DIVERGED, f"non-finite {FIGURE[stage.record]} ({figures[bad[0]]}) in the {stage.name} "
+                          f"stage at epoch {stage.first_epoch + epoch + 1}, step {k + bad[0] + 1}; stopped, the last "
+                          f"good checkpoint is kept ({self.newest()}); lower {flag}")
+
+    def interrupt(self, stage, epoch, k, seconds):
+        """Save where the step stands (the epoch's figures and seconds go with it) and stop."""
+        self.sess.run(self.ae.input.set_seconds_op, {self.ae.input.seconds_placeholder: seconds})
+        self.write_metrics("interrupted")
+        path = os.path.basename(self.save())
+        code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
+        raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}, step {k}; "
+                      f"saved {path}; resume with: python train.py --out {self.out} --resume")
+
+    def end_epoch(self, stage, epoch, seconds):
+        if stage.epoch_end is not None:
+            self.sess.run(stage.epoch_end)
+        pipe = self.ae.input
+        figure_sum = self.sess.run(pipe.figure_sum)
+        done = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
+        record = {"epoch": stage.first_epoch + epoch + 1, "stage": stage.name, "global_step": self.step(),
+                  FIGURE[stage.record]: figure_sum / stage.steps_per_epoch}
+        if stage.head is not None:
+            test_loss, sse = evaluate(self.sess, stage.head, self.ae.x, self.ds.test)
+            record.update(test_loss=test_loss, test_mse=sse / self.ae.config.dims[0], test_sse_per_image=sse)
+        record.update(seconds=seconds, samples_per_s=stage.steps_per_epoch * stage.batch_size / seconds,
+                      train_seconds=max(done, default=0.0) + seconds)
+        self.metrics[stage.record].append(record)
+        self.write_metrics("running")  # before the checkpoint: see the module docstring
+        self.save()
+        self.report(stage, record)
+        if self.stop.signum is not None and self.step() < self.ae.stages[-1].last_step:
+            code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
+            self.write_metrics("interrupted")
+            raise Stopped(code, f"interrupted after epoch {record['epoch']} of the {stage.name} stage; saved "
+                          f"{self.newest()}; resume with: python train.py --out {self.out} --resume")
+
+    def report(self, stage, record):
+        """The epoch's log line and TensorBoard summaries."""
+        shown = {k: record[k] for k in (FIGURE[stage.record], "test_loss", "test_sse_per_image") if k in record}
+        self.writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
+                                                                     f"{TAGS[k]}/{stage.name}", simple_value=v)
+                                                   for k, v in shown.items()]), record["global_step"])
+        of = stage.epochs if stage.record == "pretrain" else sum(s.epochs for s in self.ae.stages if s.record == "epochs")
+        text = "  ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in shown.items())
+        self.log(f"epoch {record['epoch']}/{of} [{stage.name}] {text}  {record['seconds']:.1f}s  "
+                 f"{record['samples_per_s']:.0f} samples/s")
+
+    def finish(self):
+        """The final evaluation, the figures, and metrics.json's `final` (written last)."""
+        ae, ds = self.ae, self.ds
+        head = tae.final_head(ae)
+        test_loss, sse = evaluate(self.sess, head, ae.x, ds.test)
+        if ds.image_shape:
+            recon = self.sess.run(head.reconstruction, {ae.x: ds.test[:10]})
+            tae_figures.save_reconstructions(os.path.join(self.out, "recon.png"), ds.test[:10], recon, ds.image_shape)
+        history = self.metrics["epochs"]
+        cfg = ae.config
+        tae_figures.save_curves(os.path.join(self.out, "curves.png"),
+                                {"train": [(m["epoch"], m["train_loss"]) for m in history],
+                                 "test": [(m["epoch"], m["test_loss"]) for m in history]},
+                                f"{cfg.loss} loss", f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {ds.name}")
+        seconds = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
+        self.metrics["final"] = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse,
+                                 "epochs": len(history), "trainable_params": sum(
+                                     int(np.prod(v.shape.as_list())) for v in head.var_list),
+                                 "train_seconds": max(seconds, default=0.0)}
+        self.write_metrics("done")
+        self.log(f"final: test mse {sse / cfg.dims[0]:.5f}, test sum of squared errors per image {sse:.3f}")

@@ -1,0 +1,134 @@
+"""tae_config and the flags generated from it: validation by field, defaults, the inert-flag rule,
+resolution from the data, and the fact that none of it imports TensorFlow."""
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+import tae_cli
+import tae_config
+from conftest import ROOT
+from tae_config import AEConfig, ConfigError, RunConfig
+
+
+@pytest.mark.parametrize("cls, kwargs, field", [
+    (AEConfig, dict(dims=(784,)), "dims"), (AEConfig, dict(dims=(10, 0)), "dims"),
+    (AEConfig, dict(dims=(10, 2.5)), "dims"), (AEConfig, dict(dims=(10, -3)), "dims"),
+    (AEConfig, dict(dims=5), "dims"), (AEConfig, dict(mode="transposed"), "mode"),
+    (AEConfig, dict(activation="gelu"), "activation"), (AEConfig, dict(code_activation="x"), "code_activation"),
+    (AEConfig, dict(loss="l1"), "loss"), (AEConfig, dict(init="he"), "init"),
+    (AEConfig, dict(trainable="bias"), "trainable"), (AEConfig, dict(learning_rate=0), "learning_rate"),
+    (AEConfig, dict(learning_rate=-1e-3), "learning_rate"), (AEConfig, dict(learning_rate=float("nan")), "learning_rate"),
+    (AEConfig, dict(learning_rate=float("inf")), "learning_rate"),
+    (AEConfig, dict(loss="xent", output_activation="linear"), "output_activation"),
+    (AEConfig, dict(optimizer="rmsprop"), "optimizer"), (AEConfig, dict(lr_schedule="step"), "lr_schedule"),
+    (AEConfig, dict(lr_decay_steps=10), "lr_decay_steps"),  # without cosine it would do nothing
+    (AEConfig, dict(lr_schedule="cosine", lr_decay_steps=0), "lr_decay_steps"), (AEConfig, dict(seed=1.5), "seed"),
+    (RunConfig, dict(epochs=-1), "epochs"), (RunConfig, dict(batch_size=0), "batch_size"),
+    (RunConfig, dict(epochs=2, tied_epochs=3), "tied_epochs"), (RunConfig, dict(sync_every="batch"), "sync_every"),
+    (RunConfig, dict(pretrain="dbn"), "pretrain"), (RunConfig, dict(pretrain_epochs=0), "pretrain_epochs"),
+    (RunConfig, dict(rbm_lr=0.0), "rbm_lr"), (RunConfig, dict(rbm_weight_cost=-1.0), "rbm_weight_cost"),
+    (RunConfig, dict(rbm_momentum=(0.5,)), "rbm_momentum"), (RunConfig, dict(rbm_momentum=(0.5, 1.5)), "rbm_momentum"),
+    (RunConfig, dict(dataset=""), "dataset"),
+])
+def test_a_bad_field_is_named(cls, kwargs, field):
+    with pytest.raises(ConfigError) as e:
+        cls(**kwargs)
+    assert e.value.field == field and str(e.value).startswith(field)
+
+
+def test_configs_are_frozen_and_resolve_their_own_defaults():
+    cfg = AEConfig(dims=[4, 2], loss="xent")
+    assert cfg.dims == (4, 2) and cfg.output_activation == "sigmoid" and cfg.code_activation == "sigmoid"
+    assert AEConfig().output_activation == "linear"  # the question's linear output with mse
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.mode = "untied"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RunConfig().epochs = 3
+    assert AEConfig(mode="tied", trainable="decoder").trainable == "decoder"  # the decoder biases alone
+    assert RunConfig(rbm_momentum=[0.1, 0.2]).rbm_momentum == (0.1, 0.2)
+
+
+FLAG_TABLE = {  # flag -> (owner field, the default its help states)
+    "--dims": ("dims", "the question's rule from the image size: 784,196,81,49 for 28x28, 64,16,4,4 for 8x8"),
+    "--mode": ("mode", "tied"), "--init": ("init", "glorot"), "--activation": ("activation", "sigmoid"),
+    "--code-activation": ("code_activation", "same as --activation; linear for Hinton's code"),
+    "--output-activation": ("output_activation", "linear with mse, sigmoid with xent"), "--loss": ("loss", "mse"),
+    "--trainable": ("trainable", "all"), "--optimizer": ("optimizer", "adam"), "--lr": ("learning_rate", "0.001"),
+    "--lr-schedule": ("lr_schedule", "constant"), "--lr-decay-steps": ("lr_decay_steps", "all the run's training steps"),
+    "--seed": ("seed", "0"), "--dataset": ("dataset", "auto"),
+    "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets"),
+    "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets"), "--batch-size": ("batch_size", "100"),
+    "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", "step"),
+    "--pretrain": ("pretrain", "none"), "--pretrain-epochs": ("pretrain_epochs", "10"), "--rbm-lr": ("rbm_lr", "0.1"),
+    "--rbm-lr-linear": ("rbm_lr_linear", "0.001"), "--rbm-weight-cost": ("rbm_weight_cost", "0.0002"),
+    "--rbm-momentum": ("rbm_momentum", "0.5,0.9"), "--rbm-batch-size": ("rbm_batch_size", "100"),
+}
+
+
+def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
+    flags = {f.name: f for f in tae_config.flags()}
+    assert {n: f.field for n, f in flags.items()} == {n: field for n, (field, _) in FLAG_TABLE.items()}
+    fields = {f.name for cls in (AEConfig, RunConfig) for f in dataclasses.fields(cls)}
+    assert fields == {field for field, _ in FLAG_TABLE.values()}
+    with pytest.raises(SystemExit):
+        tae_cli.make_parser().parse_args(["--help"])
+    text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even inside words
+    for name, (_, default) in FLAG_TABLE.items():
+        assert f"{name}{name.lstrip('-').replace('-', '_').upper()}" in text, name
+        assert flags[name].help.endswith(f"(default: {default})"), name
+        assert "".join(flags[name].help.split()) in text, name
+
+
+def test_flags_parse_into_the_configs():
+    args = tae_cli.make_parser().parse_args(["--dims", "64,8", "--lr", "0.01", "--rbm-momentum", "0.4,0.8",
+                                             "--mode", "sync", "--sync-every", "epoch"])
+    given = {f.field: v for f, v in tae_cli.given_flags(args).items()}
+    assert given == {"dims": (64, 8), "learning_rate": 0.01, "rbm_momentum": (0.4, 0.8), "mode": "sync",
+                     "sync_every": "epoch"}
+
+
+@pytest.mark.parametrize("model, run, field, needs", [
+    (dict(mode="tied"), dict(sync_every="epoch"), "sync_every", "--mode sync"),
+    (dict(mode="untied"), dict(tied_epochs=1), "tied_epochs", "--mode tied-untied"),
+    (dict(), dict(pretrain_epochs=3), "pretrain_epochs", "--pretrain rbm"),
+    (dict(code_activation="sigmoid"), dict(pretrain="rbm", rbm_lr_linear=0.01), "rbm_lr_linear",
+     "--code-activation linear"),
+    (dict(init="snippet"), dict(pretrain="rbm"), "init", "no --pretrain"),
+    (dict(), dict(dataset="digits", data_dir="/x"), "data_dir", "--dataset auto, mnist or fashion_mnist"),
+])
+def test_a_field_that_does_nothing_is_named(model, run, field, needs):
+    m, r = AEConfig(**model), RunConfig(**run)
+    flag, what = tae_config.inert(m, r, {field})
+    assert flag == tae_config.flag_of(field) and needs in what
+    assert tae_config.inert(m, r, (tae_config.non_default(m) | tae_config.non_default(r)) - {field}) is None
+
+
+def test_resolve_fills_the_data_dependent_defaults():
+    model, run = tae_config.resolve({}, RunConfig(), (8, 8), 64, 1437)
+    assert model.dims == (64, 16, 4, 4) and run.epochs == 200 and run.tied_epochs is None
+    model, run = tae_config.resolve({"mode": "tied-untied"}, RunConfig(epochs=5), (28, 28), 784, 60000)
+    assert model.dims == (784, 196, 81, 49) and run.tied_epochs == 3
+    assert tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000)[1].epochs == 10
+    with pytest.raises(ConfigError, match="give --dims") as e:
+        tae_config.resolve({}, RunConfig(), None, 10, 100)
+    assert e.value.field == "dims"
+    with pytest.raises(ConfigError) as e:
+        tae_config.resolve({}, RunConfig(batch_size=200), (8, 8), 64, 100)
+    assert e.value.field == "batch_size"
+    with pytest.raises(ConfigError) as e:
+        tae_config.resolve({"activation": "relu"}, RunConfig(pretrain="rbm"), (8, 8), 64, 100)
+    assert e.value.field == "pretrain"
+
+
+def test_flags_and_config_errors_import_no_tensorflow():
+    """--help and a bad flag are answered before TensorFlow is imported (so they are fast)."""
+    code = ("import sys, tae_cli; code = tae_cli.main(['--mode', 'tied', '--sync-every', 'epoch']); "
+            "assert code == 2, code; tae_cli.main(['--lr', 'nan']); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'sklearn')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+    assert "--sync-every does nothing here: it applies only with --mode sync" in r.stderr
+    assert "--lr must be a positive finite number; got nan" in r.stderr

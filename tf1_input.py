@@ -1,0 +1,151 @@
+"""The training input as TF1 graph parts: the data set held once in the graph, batches drawn in
+the graph, several training steps per Session call, and the Stage a training run is made of.
+
+    examples   [N, D] float32 variable, filled once (`load`), never saved (LOCAL_VARIABLES)
+    epoch      `start_epoch_op` takes the epoch's order (a permutation, fed), the batch size B and
+               the step to start at, so a run resumed mid-epoch sees exactly the batches it missed;
+               each draw gathers the next B rows of the order (batches past N // B are never drawn).
+               Two ways, the same batches: `resident`, a cursor in a variable (the default), and
+               `tfdata`, the TF1 idiom (Dataset.from_tensor_slices(order).skip(start * B)
+               .batch(B, drop_remainder).map(gather).prefetch(1) through an initializable iterator),
+               which measured slower here (README, "Training speed").
+    steps      `multi_step` runs n steps in one tf.while_loop (n fed to `steps_placeholder`), each
+               on the next batch; a training loop pays one Session call per n steps.
+
+The epoch in progress also lives in the graph, in two saved variables, so that a checkpoint taken
+mid-epoch holds it with the global step: `progress/figure_sum` (the sum of the step figures so far,
+float64) and `progress/seconds` (set from Python before a save). Building runs nothing.
+"""
+from typing import Callable, NamedTuple, Optional
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+class Pipeline(NamedTuple):
+    """The training set in the graph and the iterator over its batches (see the module docstring)."""
+
+    num_examples: int
+    init_op: tf.Operation  # reserves `examples`, zeroes the cursor (in the model's init_op; run before `load`)
+    rows_placeholder: tf.Tensor  # [n, D] float32: a block of rows for load_rows_op
+    offset_placeholder: tf.Tensor  # int32: where that block starts
+    load_rows_op: tf.Operation
+    order_placeholder: tf.Tensor  # [N] int32: the epoch's order
+    batch_size_placeholder: tf.Tensor  # int64: the stage's batch size (for start_epoch_op)
+    start_placeholder: tf.Tensor  # int64, default 0: the step within the epoch to start at
+    start_epoch_op: tf.Operation  # initialises the iterator; resets `progress` unless start > 0
+    steps_placeholder: tf.Tensor  # int32, default 1: how many steps a multi_step tensor runs
+    next_batch: Callable[[], tf.Tensor]  # builds a draw of the next batch: [B, D] float32
+    figure_sum: tf.Variable  # progress/figure_sum: float64, the epoch's step figures so far
+    seconds: tf.Variable  # progress/seconds: float64, the epoch's training seconds so far
+    seconds_placeholder: tf.Tensor
+    set_seconds_op: tf.Operation
+
+
+class Stage(NamedTuple):
+    """One part of a run: `epochs` epochs of `steps_per_epoch` steps, from global step `first_step`."""
+
+    name: str  # in logs and metrics: "rbm 1", "tied", "untied", "sync"
+    record: str  # the metrics.json list its epochs go to: "epochs" (the autoencoder) or "pretrain"
+    epochs: int
+    first_epoch: int  # epochs of the same record before this stage (numbering carries on)
+    first_step: int  # global step at the stage's start
+    batch_size: int
+    steps_per_epoch: int  # num_examples // batch_size: the shuffled remainder waits for another epoch
+    epoch_seed: int  # epoch e's order is permutation(seed, epoch_seed + e) (see `epoch_order`)
+    steps: tf.Tensor  # [n] float32: the figures of n steps (losses), from multi_step
+    enter: Optional[tf.Operation]  # runs once before the first step (the untie)
+    epoch_end: Optional[tf.Operation]  # runs after every epoch (a per-epoch sync; the unrolling)
+    head: Optional[object]  # what evaluates it on fed data (tf1_tied_ae.Head), None for an RBM
+
+    @property
+    def last_step(self):
+        return self.first_step + self.epochs * self.steps_per_epoch
+
+
+def pipeline(num_examples, dim, kind="resident"):
+    """The Pipeline of an [num_examples, dim] float32 training set, built into the default graph.
+    kind: resident (an in-graph cursor over the epoch's order; the default: the faster here) or
+    tfdata (the TF1 tf.data idiom; benchmarks/throughput.py compares the two). Both draw the same
+    batches in the same order."""
+    if kind not in INPUTS:
+        raise ValueError(f"kind must be one of {', '.join(INPUTS)}; got {kind!r}")
+    local = [tf1.GraphKeys.LOCAL_VARIABLES]  # not part of the model: never saved
+    with tf1.variable_scope("data"):
+        # Empty reserves the memory without writing it (a zeros initializer would touch every page)
+        examples = tf1.get_variable("examples", [num_examples, dim], trainable=False, collections=local,
+                                    initializer=lambda shape, dtype, **_: tf.raw_ops.Empty(shape=shape, dtype=dtype))
+        rows = tf1.placeholder(tf.float32, [None, dim], name="rows")
+        offset = tf1.placeholder(tf.int32, [], name="offset")
+        load_rows = examples[offset : offset + tf.shape(rows)[0]].assign(rows).op  # in place, no second copy
+        order = tf1.placeholder(tf.int32, [num_examples], name="order")
+        batch = tf1.placeholder(tf.int64, [], name="batch_size")
+        start = tf1.placeholder_with_default(tf.constant(0, tf.int64), [], name="start_step")
+        steps = tf1.placeholder_with_default(1, [], name="steps")
+        begin, next_batch, init = INPUTS[kind](examples, order, batch, start, local)
+    with tf1.variable_scope("progress"):
+        figure_sum = tf1.get_variable("figure_sum", [], tf.float64, tf1.zeros_initializer(), trainable=False)
+        seconds = tf1.get_variable("seconds", [], tf.float64, tf1.zeros_initializer(), trainable=False)
+        seconds_in = tf1.placeholder(tf.float64, [], name="seconds_in")
+        set_seconds = seconds.assign(seconds_in).op
+        fresh, zero = start <= 0, tf.constant(0.0, tf.float64)  # a resumed epoch keeps the checkpoint's sums
+        start_epoch = tf.group(begin, figure_sum.assign(tf1.where(fresh, zero, figure_sum)),
+                               seconds.assign(tf1.where(fresh, zero, seconds)))
+    return Pipeline(num_examples, tf.group(examples.initializer, init), rows, offset, load_rows, order, batch, start,
+                    start_epoch, steps, next_batch, figure_sum, seconds, seconds_in, set_seconds)
+
+
+def _resident(examples, order, batch, start, local):
+    """The epoch's order, the batch size and a cursor in local variables; each draw moves the cursor."""
+    new = lambda name, dtype, shape: tf1.get_variable(name, shape, dtype, tf1.zeros_initializer(),  # noqa: E731
+                                                      trainable=False, collections=local)
+    order_v, batch_v, cursor = new("order", tf.int32, order.shape), new("batch", tf.int64, []), new("cursor", tf.int64, [])
+    begin = tf.group(order_v.assign(order), batch_v.assign(batch), cursor.assign(start * batch))
+
+    def next_batch():
+        size = batch_v.read_value()
+        end = cursor.assign_add(size)
+        return tf.gather(examples, order_v[end - size : end])
+
+    return begin, next_batch, tf.group(order_v.initializer, batch_v.initializer, cursor.initializer)
+
+
+def _tfdata(examples, order, batch, start, local):
+    """tf.data through an initializable iterator: the order, skipped to the start step, batched with
+    drop_remainder, gathered from the training set and prefetched."""
+    batches = (tf.data.Dataset.from_tensor_slices(order).skip(start * batch).batch(batch, drop_remainder=True)
+               .map(lambda index: tf.gather(examples, index)).prefetch(1))
+    iterator = tf1.data.make_initializable_iterator(batches)
+    return iterator.initializer, iterator.get_next, tf.no_op()
+
+
+INPUTS = {"resident": _resident, "tfdata": _tfdata}
+
+
+def load(sess, pipe, data, rows=4096):
+    """Copy `data` [N, D] into the graph's training set, a block of rows at a time (runs ops built
+    with the graph; adds none). Run the model's init_op first."""
+    if len(data) != pipe.num_examples:
+        raise ValueError(f"the graph holds {pipe.num_examples} examples; got {len(data)}")
+    for start in range(0, len(data), rows):
+        sess.run(pipe.load_rows_op, {pipe.rows_placeholder: data[start : start + rows], pipe.offset_placeholder: start})
+
+
+def multi_step(pipe, step_fn):
+    """n steps in one tf.while_loop, n = pipe.steps_placeholder: [n] float32, each step's figure.
+
+    step_fn(batch) builds one step on a freshly drawn batch and returns (figure, update op); the
+    figure is computed before the update, as sess.run([loss, train_op]) gives it. The control
+    dependency orders each step's reads after the previous step's writes. The figures' sum is
+    added to progress/figure_sum in the same Session call."""
+    def body(i, figures):
+        figure, update = step_fn(pipe.next_batch())
+        with tf.control_dependencies([update]):
+            return i + 1, figures.write(i, tf.identity(figure))
+
+    n = pipe.steps_placeholder
+    _, figures = tf.while_loop(lambda i, _: i < n, body, [0, tf.TensorArray(tf.float32, size=n)])
+    figures = figures.stack()
+    with tf.control_dependencies([pipe.figure_sum.assign_add(tf.reduce_sum(tf.cast(figures, tf.float64)))]):
+        return tf.identity(figures)
