@@ -16,12 +16,11 @@ import tae_config
 import tae_data
 import tae_files
 from tae_config import AEConfig, ConfigError, RunConfig
-from tae_files import Stopped, UsageError
+from tae_files import PROGRAM, Stopped, UsageError
 
 EXIT_BAD_INPUT = 2
 COMPARE = {  # variant -> AEConfig fields (same data, seed, batches and epochs for all)
-    "snippet": dict(mode="untied", init="snippet", activation="sigmoid", code_activation="sigmoid",
-                    output_activation="linear", loss="mse"),
+    "snippet": tae_config.PRESETS["question"][0],  # the question's code as written
     "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
     "tied-untied": dict(mode="tied-untied"),
 }
@@ -30,8 +29,9 @@ USAGE = """examples:
   python train.py --dataset mnist --mode tied-untied --epochs 20
   python train.py --compare                         the question's code vs every mode
   python train.py --out checkpoints/run --resume    continue a run
-  python train.py --dataset mnist --dims 784,1000,500,250,30 --code-activation linear \\
-      --output-activation sigmoid --mode tied-untied --pretrain rbm   Hinton & Salakhutdinov 2006
+  python train.py --preset question                 the question's code as written
+  python train.py --dataset mnist --dims 784,1000,500,250,30 --activation sigmoid \\
+      --code-activation linear --output-activation sigmoid --mode tied-untied --pretrain rbm
 
 exit codes: 0 done, 1 unexpected error, 2 bad input, 3 non-finite loss, 4 a file could not be
 written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint."""
@@ -39,7 +39,7 @@ written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.""
 
 class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
-        raise UsageError(f"{message} (see python train.py --help)")
+        raise UsageError(f"{message} (see {PROGRAM['command']} --help)")
 
 
 def _parse(flag):
@@ -53,13 +53,16 @@ def _parse(flag):
 
 
 def make_parser():
-    p = Parser(prog="train.py", description="Train a tied-weight autoencoder (tf1_tied_ae) from the command line.",
-               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=USAGE)
+    p = Parser(prog=PROGRAM["name"], description="Train a tied-weight autoencoder (tf1_tied_ae) from the command line.",
+               formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=USAGE.replace("python train.py", PROGRAM["command"]))
     model = p.add_argument_group("the model (tae_config.AEConfig)")
     run = p.add_argument_group("the run (tae_config.RunConfig)")
     for flag in tae_config.flags():
         group = model if flag.owner is AEConfig else run
         group.add_argument(flag.name, type=_parse(flag), default=None, help=flag.help)
+    p.add_argument("--preset", choices=list(tae_config.PRESETS), help="start from these settings; flags given "
+                   "override them (question: the 2018 question's code as written, untied; see README)")
     p.add_argument("--out", help="run folder (default: a new folder under checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")
@@ -116,10 +119,12 @@ def merge(saved, given, out):
     return model, run
 
 
-def early_configs(given):
-    """AEConfig and RunConfig of the flags alone, before any data: a bad value fails here, at once."""
-    model = {f.field: v for f, v in given.items() if f.owner is AEConfig}
-    run = {f.field: v for f, v in given.items() if f.owner is RunConfig}
+def early_configs(given, preset=None):
+    """AEConfig and RunConfig of the flags alone (over the preset's settings, if any), before any
+    data: a bad value fails here, at once."""
+    model, run = (dict(part) for part in tae_config.PRESETS.get(preset, ({}, {})))
+    model.update({f.field: v for f, v in given.items() if f.owner is AEConfig})
+    run.update({f.field: v for f, v in given.items() if f.owner is RunConfig})
     try:
         AEConfig(**model)  # dims from the data later; the default stands in for the check
         return model, RunConfig(**run)
@@ -158,8 +163,13 @@ def complete(out, saved, run):
     metrics = tae_files.read_json(path)
     done = metrics is not None and (saved.get("compare") or metrics.get("status") == "done")
     if done and run.epochs == saved["run"]["epochs"]:
-        print(f"{out} is complete ({run.epochs} epochs); to train it further: python train.py --out {out} --resume "
-              f"--epochs N, with N above {run.epochs}")
+        model = saved["model"]
+        if model["lr_schedule"] == "cosine" and model["lr_decay_steps"] is None:
+            further = ("its cosine learning rate has decayed to 0, so it cannot be extended; for longer training "
+                       "start a new run with a larger --epochs")
+        else:
+            further = f"to train it further: {PROGRAM['command']} --out {out} --resume --epochs N, with N above {run.epochs}"
+        print(f"{out} is complete ({run.epochs} epochs); {further}")
         return True
     return False
 
@@ -178,13 +188,17 @@ def config_record(model, run, ds, compare=False):
             "data_source": ds.source}
 
 
-def train_one(model, run, ds, out, log=print, keep_data=False, stop=None):
-    """Build the model's graph with its run and hand it to the stage runner."""
+def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None):
+    """Build the model's graph with its run and hand it to the stage runner, with the baselines
+    of the data (computed here unless given)."""
     import tae_runner
     import tf1_tied_ae
 
+    if baselines is None:
+        baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
     ae = tf1_tied_ae.build(model, run, len(ds.train))
-    return tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data)
+    return tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
+                            baselines=baselines)
 
 
 def compare(model, run, ds, out, log=print):
@@ -193,6 +207,7 @@ def compare(model, run, ds, out, log=print):
 
     tae_files.write_json(os.path.join(out, "config.json"), config_record(model, run, ds, compare=True))
     results, curves = {}, {}
+    baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
     for name, fields in COMPARE.items():
         variant = dataclasses.replace(model, **fields)
         tied = run.epochs - run.epochs // 2 if run.tied_epochs is None else run.tied_epochs
@@ -203,17 +218,30 @@ def compare(model, run, ds, out, log=print):
             log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
             if not os.path.exists(os.path.join(folder, "config.json")):
                 tae_files.prepare(folder)
-            metrics = train_one(variant, sub, ds, folder, log, keep_data=True)
+            metrics = train_one(variant, sub, ds, folder, log, keep_data=True, baselines=baselines)
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
-    tae_files.write_json(os.path.join(out, "compare.json"), results)
+    levels = baseline_rows(baselines, ds)
+    tae_files.write_json(os.path.join(out, "compare.json"), {**results, "baselines": levels})
     tae_figures.save_curves(os.path.join(out, "compare.png"), curves, "test sum of squared errors per image",
-                            f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs")
+                            f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs",
+                            references={k: v["test_sse_per_image"] for k, v in levels.items()})
     log(f"{'variant':<12} {'trainable':>10} {'test mse':>10} {'sse/image':>10} {'seconds':>8}")
-    for name, r in results.items():
-        log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} "
-            f"{r['train_seconds']:>8.1f}")
+    for name, r in {**results, **levels}.items():
+        seconds = f"{r['train_seconds']:>8.1f}" if "train_seconds" in r else f"{'-':>8}"
+        log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} {seconds}")
     return results
+
+
+def baseline_rows(baselines, ds):
+    """--compare's baseline rows: {label: test_mse, test_sse_per_image, trainable_params (the
+    numbers each baseline stores: the mean; PCA's components and mean)}."""
+    dim = ds.test.shape[1]
+    rows = {"mean image" if ds.image_shape else "mean example": dict(baselines["mean"], trainable_params=dim)}
+    if baselines.get("pca"):
+        k = baselines["pca"]["components"]
+        rows = {f"PCA-{k}": dict(baselines["pca"], trainable_params=k * dim + dim), **rows}
+    return rows
 
 
 def import_tensorflow(verbose):
@@ -232,6 +260,9 @@ def run_command(args, hold):
     given = given_flags(args)
     if args.resume and not args.out:
         raise UsageError("--resume needs --out: the run folder to continue")
+    if args.resume and args.preset:
+        raise UsageError("--preset does nothing with --resume (the run keeps the settings in its config.json); "
+                         "drop it")
     saved = None
     if args.resume:
         if os.path.exists(os.path.join(args.out, "config.json")):
@@ -241,7 +272,10 @@ def run_command(args, hold):
             return 0
         ds = tae_data.load(run.dataset, run.data_dir)
     else:
-        model_values, run = early_configs(given)
+        if args.preset and args.compare:
+            raise UsageError("--preset does nothing with --compare (its snippet row is the question preset "
+                             "already); drop it")
+        model_values, run = early_configs(given, args.preset)
         refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
         ds = tae_data.load(run.dataset, run.data_dir)
         try:
@@ -269,13 +303,13 @@ def main(argv=None):
         with contextlib.ExitStack() as hold:
             return run_command(make_parser().parse_args(argv), hold)
     except (UsageError, tae_data.DataError) as e:
-        print(f"train.py: error: {e}", file=sys.stderr)
+        print(f"{PROGRAM['name']}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as e:
-        print(f"train.py: {e}", file=sys.stderr)
+        print(f"{PROGRAM['name']}: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print("train.py: interrupted before training started; nothing was written", file=sys.stderr)
+        print(f"{PROGRAM['name']}: interrupted before training started; nothing was written", file=sys.stderr)
         return 130
 
 
@@ -291,3 +325,16 @@ def hide_native_stderr():
     os.dup2(devnull, 2)
     os.close(devnull)
     sys.stderr = os.fdopen(real, "w", buffering=1)
+
+
+def console(name="train.py", command="python train.py"):
+    """The program's entry point (train.py's, and the installed tf1-tied-ae command's): TensorFlow's
+    native start-up log hidden unless --verbose, then main's exit code."""
+    PROGRAM.update(name=name, command=command)
+    if "--verbose" not in sys.argv[1:]:
+        hide_native_stderr()
+    sys.exit(main())
+
+
+def installed():
+    console("tf1-tied-ae", "tf1-tied-ae")

@@ -21,6 +21,14 @@ LR_SCHEDULES = ("constant", "cosine")
 SYNC_EVERY = ("step", "epoch")
 PRETRAIN = ("none", "rbm")
 DATASETS = ("auto", "mnist", "fashion_mnist", "digits")
+# Settings one flag away (--preset NAME): (AEConfig fields, RunConfig fields); given flags override.
+PRESETS = {
+    # the 2018 question's code as written: untied, N(0,1) init, sigmoid units (code too), linear
+    # output, tf.losses.mean_squared_error, Adam at 1e-3; batches of 100 (the question names no size)
+    "question": (dict(mode="untied", init="snippet", activation="sigmoid", code_activation="sigmoid",
+                      output_activation="linear", loss="mse", learning_rate=1e-3, lr_schedule="constant"),
+                 dict(batch_size=100)),
+}
 
 
 class ConfigError(ValueError):
@@ -84,10 +92,10 @@ class AEConfig:
     init: str = dataclasses.field(default="glorot", metadata=option(
         "glorot (Glorot-uniform kernels, zero biases) | snippet (the question's N(0,1) everywhere)",
         applies=NOT_PRETRAINED))
-    activation: str = dataclasses.field(default="sigmoid", metadata=option(
+    activation: str = dataclasses.field(default="elu", metadata=option(
         "hidden units: " + " | ".join(ACTIVATIONS)))
-    code_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
-        "code layer", default_text="same as --activation; linear for Hinton's code"))
+    code_activation: Optional[str] = dataclasses.field(default="linear", metadata=option(
+        "code layer: " + " | ".join(ACTIVATIONS)))  # None: the same as activation
     output_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
         "linear | sigmoid", default_text="linear with mse, sigmoid with xent"))
     loss: str = dataclasses.field(default="mse", metadata=option(
@@ -151,7 +159,7 @@ class RunConfig:
     epochs: Optional[int] = dataclasses.field(default=None, metadata=option(
         "training epochs in all (0 saves and evaluates the initial model)", parse=int,
         default_text="10 for MNIST-sized data, 200 for smaller sets"))
-    batch_size: int = dataclasses.field(default=100, metadata=option("examples per step", parse=int))
+    batch_size: int = dataclasses.field(default=32, metadata=option("examples per step", parse=int))
     tied_epochs: Optional[int] = dataclasses.field(default=None, metadata=option(
         "tied-untied: the first N epochs train tied, the rest untied", parse=int, default_text="half of --epochs, rounded up",
         applies=(lambda m, r: m.mode == "tied-untied", "--mode tied-untied")))
@@ -177,6 +185,9 @@ class RunConfig:
         "RBM mini-batch size", parse=int, applies=(lambda m, r: r.pretrain == "rbm", "--pretrain rbm")))
 
     def __post_init__(self):
+        if isinstance(self.dataset, str) and self.dataset not in DATASETS and os.path.isdir(self.dataset):
+            raise ConfigError("dataset", f"{self.dataset} is a folder; a folder of IDX files goes to --data-dir: "
+                                         f"--dataset mnist (or fashion_mnist) --data-dir {self.dataset}")
         if not isinstance(self.dataset, str) or not (self.dataset in DATASETS or is_path(self.dataset)):
             raise ConfigError("dataset", f"must be {', '.join(DATASETS)} or a path to a .npy or .npz file; "
                                          f"got {self.dataset!r}")

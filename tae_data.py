@@ -173,6 +173,17 @@ def _local_copy(name, data_dir):
     return None
 
 
+def _reason(error):
+    """The error on one line, with its causes while the message so far says little (Keras wraps
+    the network's reason in its own message, which usually repeats it)."""
+    text = ""
+    while error is not None and len(text) < 40:
+        line = " ".join(str(error).split()) or type(error).__name__
+        text = f"{text}; {line}" if text else line
+        error = error.__cause__ or error.__context__
+    return text[:300]
+
+
 def _download(name):
     import tensorflow as tf
 
@@ -180,8 +191,8 @@ def _download(name):
     try:
         (x_train, _), (x_test, _) = module.load_data()
     except Exception as e:
-        raise DataError(f"could not download {name} ({type(e).__name__}); offline? put the IDX files in "
-                        f"a folder and pass --data-dir") from None
+        raise DataError(f"could not download {name}: {_reason(e)}; without a connection, put the four IDX files "
+                        f"in a folder and pass --data-dir") from None
     train, hw = _images(x_train, name)
     return Dataset(name, train, _images(x_test, name)[0], hw, f"downloaded by tf.keras.datasets.{name}")
 
@@ -203,6 +214,34 @@ def load(dataset, data_dir=None, log=print):
     if is_path(dataset):
         return load_user_array(dataset)
     raise DataError(f"unknown --dataset {dataset!r}; use auto, mnist, fashion_mnist, digits or a .npy/.npz path")
+
+
+PCA_MAX_DIM = 4096  # above this, the D x D covariance and its eigendecomposition cost more than a run
+
+
+def baselines(train, test, k, chunk=8192):
+    """What any autoencoder with a k-value code should beat, on the run's own test split, in the
+    model's units (MSE per value, SSE per example): the mean training example, and PCA with k
+    components fitted on the training part (the best linear code of that size for squared error).
+    The covariance is summed in float64 over chunks, so memory stays at chunk x D."""
+    dim = train.shape[1]
+    mean = train.mean(axis=0, dtype=np.float64)
+    result = {"mean": _errors(test, np.broadcast_to(mean, test.shape))}
+    if dim > PCA_MAX_DIM:
+        return dict(result, pca=None, pca_note=f"skipped: {dim} values per example (over {PCA_MAX_DIM})")
+    cov = np.zeros((dim, dim))
+    for start in range(0, len(train), chunk):
+        part = train[start:start + chunk] - mean
+        cov += part.T @ part
+    _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
+    top = vectors[:, ::-1][:, :min(k, dim)]
+    centred = test - mean
+    return dict(result, pca=dict(_errors(test, centred @ top @ top.T + mean), components=int(top.shape[1])))
+
+
+def _errors(test, reconstruction):
+    sse = float(np.mean(np.sum((test - reconstruction) ** 2, axis=1)))
+    return {"test_mse": sse / test.shape[1], "test_sse_per_image": sse}
 
 
 def validate(ds, input_dim, needs_unit_range):

@@ -19,6 +19,8 @@ import tempfile
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 LOCK = ".lock"
+# How messages name the program: `python train.py`, or the installed `tf1-tied-ae` (tae_cli.console).
+PROGRAM = {"name": "train.py", "command": "python train.py"}
 
 
 class UsageError(Exception):

@@ -80,12 +80,15 @@ def restore(sess, saver, path):
                          "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
-def train(ae, ds, out, config, log=print, stop=None, keep_data=False):
+def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=None):
     """Run the stages of `ae` in run folder `out` (new, or resumed from its newest checkpoint) and
     return its metrics. config: written to config.json once the start has succeeded. ds.train
     is dropped once it is in the graph, unless keep_data. stop: an object whose `signum` turns
-    non-None to stop (default: SIGINT and SIGTERM)."""
+    non-None to stop (default: SIGINT and SIGTERM). baselines: tae_data.baselines of the run's
+    data, recorded in metrics.json and compared with at the end."""
     runner = Runner(ae, ds, out, log)
+    if baselines is not None:
+        runner.metrics["baselines"] = baselines
     with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
         try:
             resumed = runner.start(config)
@@ -103,7 +106,7 @@ def train(ae, ds, out, config, log=print, stop=None, keep_data=False):
                 pass
             raise Stopped(EXIT_WRITE_FAILED, f"{e}; stopped, the last good checkpoint is kept "
                           f"({runner.newest()}); make room or fix the folder, then resume with: "
-                          f"python train.py --out {out} --resume") from None
+                          f"{tae_files.PROGRAM['command']} --out {out} --resume") from None
         finally:
             if runner.writer is not None:
                 runner.writer.close()
@@ -220,7 +223,7 @@ class Runner:
         path = os.path.basename(self.save())
         code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
         raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}, step {k}; "
-                      f"saved {path}; resume with: python train.py --out {self.out} --resume")
+                      f"saved {path}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
 
     def end_epoch(self, stage, epoch, seconds):
         if stage.epoch_end is not None:
@@ -243,7 +246,7 @@ class Runner:
             code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
             self.write_metrics("interrupted")
             raise Stopped(code, f"interrupted after epoch {record['epoch']} of the {stage.name} stage; saved "
-                          f"{self.newest()}; resume with: python train.py --out {self.out} --resume")
+                          f"{self.newest()}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
 
     def report(self, stage, record):
         """The epoch's log line and TensorBoard summaries."""
@@ -266,14 +269,35 @@ class Runner:
             tae_figures.save_reconstructions(os.path.join(self.out, "recon.png"), ds.test[:10], recon, ds.image_shape)
         history = self.metrics["epochs"]
         cfg = ae.config
-        tae_figures.save_curves(os.path.join(self.out, "curves.png"),
-                                {"train": [(m["epoch"], m["train_loss"]) for m in history],
-                                 "test": [(m["epoch"], m["test_loss"]) for m in history]},
-                                f"{cfg.loss} loss", f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {ds.name}")
+        self.save_curves(history)
         seconds = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
         self.metrics["final"] = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse,
                                  "epochs": len(history), "trainable_params": sum(
                                      int(np.prod(v.shape.as_list())) for v in head.var_list),
                                  "train_seconds": max(seconds, default=0.0)}
         self.write_metrics("done")
-        self.log(f"final: test mse {sse / cfg.dims[0]:.5f}, test sum of squared errors per image {sse:.3f}")
+        self.log(f"final: test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
+                 f"test sum of squared errors per image {sse:.3f}")
+
+    def baseline_levels(self):
+        """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""
+        found = self.metrics.get("baselines") or {}
+        pca = found.get("pca")
+        levels = {f"PCA-{pca['components']}": pca["test_mse"]} if pca else {}
+        if "mean" in found:
+            levels["mean image" if self.ds.image_shape else "mean example"] = found["mean"]["test_mse"]
+        return levels
+
+    def against_baselines(self):
+        return "".join(f"; {label} {value:.5f}" for label, value in self.baseline_levels().items())
+
+    def save_curves(self, history):
+        """curves.png: the loss per epoch, and the test MSE against the baselines' (dashed)."""
+        cfg = self.ae.config
+        series = {f"train {cfg.loss}": [(m["epoch"], m["train_loss"]) for m in history],
+                  f"test {cfg.loss}": [(m["epoch"], m["test_loss"]) for m in history]}
+        if cfg.loss != "mse":
+            series["test mse"] = [(m["epoch"], m["test_mse"]) for m in history]
+        references = {f"{label} (test mse)": value for label, value in self.baseline_levels().items()}
+        tae_figures.save_curves(os.path.join(self.out, "curves.png"), series, "loss per value",
+                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}", references=references)

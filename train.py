@@ -9,11 +9,7 @@
 The flags are AEConfig's and RunConfig's fields (tae_config); tae_cli turns them into configs and
 a run folder, tf1_tied_ae.build makes the graph, and tae_runner trains its stages.
 """
-import sys
-
-from tae_cli import hide_native_stderr, main
+from tae_cli import console
 
 if __name__ == "__main__":
-    if "--verbose" not in sys.argv[1:]:
-        hide_native_stderr()
-    sys.exit(main())
+    console()

@@ -22,14 +22,16 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
+# Every setting a row depends on is a flag (the sigmoid rows name --activation sigmoid: the default is elu).
 HINTON = ["--dims", "784,1000,500,250,30", "--code-activation", "linear", "--batch-size", "100"]
+SIGMOID = ["--activation", "sigmoid"]
 ELU_XENT = ["--activation", "elu", "--loss", "xent"]
 COSINE = ["--lr-schedule", "cosine"]
 RBM = ["--pretrain", "rbm", "--pretrain-epochs", "10"]  # 10 epochs per RBM: about 130 s here
 SUITES = {
     # about 5 minutes of training each (36 epochs of ~8.3 s); what helps without pretraining
     "recipe": {
-        "sigmoid mse, constant lr (plain Adam)": HINTON + ["--output-activation", "sigmoid", "--mode", "untied",
+        "sigmoid mse, constant lr (plain Adam)": HINTON + SIGMOID + ["--output-activation", "sigmoid", "--mode", "untied",
                                                            "--epochs", "36"],
         "elu xent, constant lr, untied": HINTON + ELU_XENT + ["--mode", "untied", "--epochs", "36"],
         "elu xent cosine, untied": HINTON + ELU_XENT + COSINE + ["--mode", "untied", "--epochs", "36"],
@@ -38,16 +40,16 @@ SUITES = {
     },
     # the paper's logistic units, with and without RBM pretraining, about 5 minutes in all each
     "pretrain": {
-        "sigmoid xent cosine, tied": HINTON + ["--loss", "xent", "--mode", "tied", "--epochs", "36"] + COSINE,
-        "sigmoid xent cosine, tied-untied": HINTON + ["--loss", "xent", "--mode", "tied-untied", "--epochs", "36"]
+        "sigmoid xent cosine, tied": HINTON + SIGMOID + ["--loss", "xent", "--mode", "tied", "--epochs", "36"] + COSINE,
+        "sigmoid xent cosine, tied-untied": HINTON + SIGMOID + ["--loss", "xent", "--mode", "tied-untied", "--epochs", "36"]
         + COSINE,
-        "RBM + sigmoid xent cosine, tied": HINTON + ["--loss", "xent", "--mode", "tied", "--epochs", "21"] + COSINE + RBM,
-        "RBM + sigmoid xent cosine, tied-untied": HINTON + ["--loss", "xent", "--mode", "tied-untied", "--epochs", "21"]
+        "RBM + sigmoid xent cosine, tied": HINTON + SIGMOID + ["--loss", "xent", "--mode", "tied", "--epochs", "21"] + COSINE + RBM,
+        "RBM + sigmoid xent cosine, tied-untied": HINTON + SIGMOID + ["--loss", "xent", "--mode", "tied-untied", "--epochs", "21"]
         + COSINE + RBM,
     },
     # the paper's units with more fine-tuning: about 10 minutes in all
     "pretrain-long": {
-        "RBM + sigmoid xent cosine, tied-untied, 60 epochs": HINTON + ["--loss", "xent", "--mode", "tied-untied",
+        "RBM + sigmoid xent cosine, tied-untied, 60 epochs": HINTON + SIGMOID + ["--loss", "xent", "--mode", "tied-untied",
                                                                        "--epochs", "60"] + COSINE + RBM,
     },
     # about 30 minutes of training: the best recipe, for Martens' 2.46

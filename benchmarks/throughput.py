@@ -58,7 +58,7 @@ def run_ours(arch, data_dir, mode, tree=ROOT):
     dims, batch, code_act, out_act = ARCHS[arch]
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, str(pathlib.Path(tree) / "train.py"), "--dims", ",".join(map(str, dims)), "--mode", mode,
-                "--batch-size", str(batch), "--epochs", "2", "--code-activation", code_act,
+                "--batch-size", str(batch), "--epochs", "2", "--activation", "sigmoid", "--code-activation", code_act,
                 "--output-activation", out_act, "--out", os.path.join(tmp, "run")]
         args += ["--dataset", "mnist", "--data-dir", str(data_dir)] if data_dir else []
         if not data_dir:
@@ -82,7 +82,8 @@ def run_ours_tfdata(arch, data_dir, mode="tied"):
     dims, batch, code_act, out_act = ARCHS[arch]
     ds = type("Data", (), {"train": load_data(data_dir), "test": load_data(None)[:1000], "image_shape": None,
                            "name": "mnist", "source": str(data_dir)})()
-    model = tae_config.AEConfig(dims=dims, mode=mode, code_activation=code_act, output_activation=out_act)
+    model = tae_config.AEConfig(dims=dims, mode=mode, activation="sigmoid", code_activation=code_act,
+                                output_activation=out_act)
     run = tae_config.RunConfig(epochs=2, batch_size=batch)
     ae = tf1_tied_ae.build(model, run, len(ds.train), input_kind="tfdata")
     with tempfile.TemporaryDirectory() as tmp:

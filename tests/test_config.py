@@ -40,7 +40,8 @@ def test_a_bad_field_is_named(cls, kwargs, field):
 
 def test_configs_are_frozen_and_resolve_their_own_defaults():
     cfg = AEConfig(dims=[4, 2], loss="xent")
-    assert cfg.dims == (4, 2) and cfg.output_activation == "sigmoid" and cfg.code_activation == "sigmoid"
+    assert cfg.dims == (4, 2) and cfg.output_activation == "sigmoid" and cfg.code_activation == "linear"
+    assert AEConfig(activation="tanh", code_activation=None).code_activation == "tanh"  # None: as the hidden units
     assert AEConfig().output_activation == "linear"  # the question's linear output with mse
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.mode = "untied"
@@ -52,14 +53,14 @@ def test_configs_are_frozen_and_resolve_their_own_defaults():
 
 FLAG_TABLE = {  # flag -> (owner field, the default its help states)
     "--dims": ("dims", "the question's rule from the image size: 784,196,81,49 for 28x28, 64,16,4,4 for 8x8"),
-    "--mode": ("mode", "tied"), "--init": ("init", "glorot"), "--activation": ("activation", "sigmoid"),
-    "--code-activation": ("code_activation", "same as --activation; linear for Hinton's code"),
+    "--mode": ("mode", "tied"), "--init": ("init", "glorot"), "--activation": ("activation", "elu"),
+    "--code-activation": ("code_activation", "linear"),
     "--output-activation": ("output_activation", "linear with mse, sigmoid with xent"), "--loss": ("loss", "mse"),
     "--trainable": ("trainable", "all"), "--optimizer": ("optimizer", "adam"), "--lr": ("learning_rate", "0.001"),
     "--lr-schedule": ("lr_schedule", "constant"), "--lr-decay-steps": ("lr_decay_steps", "all the run's training steps"),
     "--seed": ("seed", "0"), "--dataset": ("dataset", "auto"),
     "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets"),
-    "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets"), "--batch-size": ("batch_size", "100"),
+    "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets"), "--batch-size": ("batch_size", "32"),
     "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", "step"),
     "--pretrain": ("pretrain", "none"), "--pretrain-epochs": ("pretrain_epochs", "10"), "--rbm-lr": ("rbm_lr", "0.1"),
     "--rbm-lr-linear": ("rbm_lr_linear", "0.001"), "--rbm-weight-cost": ("rbm_weight_cost", "0.0002"),
@@ -132,3 +133,21 @@ def test_flags_and_config_errors_import_no_tensorflow():
     assert r.stdout.strip() == "[]"
     assert "--sync-every does nothing here: it applies only with --mode sync" in r.stderr
     assert "--lr must be a positive finite number; got nan" in r.stderr
+
+
+def test_the_help_examples_are_valid_commands():
+    """Each example in --help's epilog (continuation lines joined) parses and resolves on
+    MNIST-shaped data; a changed default cannot leave an example that fails."""
+    import shlex
+
+    text = tae_cli.USAGE.split("exit codes:")[0].replace("\\\n", " ")
+    examples = [line.split("python train.py", 1)[1] for line in text.splitlines() if "python train.py" in line]
+    assert len(examples) >= 5
+    for example in examples:
+        args = tae_cli.make_parser().parse_args(shlex.split(example.split("   ")[0]))
+        if args.resume:
+            continue  # needs a run folder: test_train covers it
+        given = tae_cli.given_flags(args)
+        model_values, run = tae_cli.early_configs(given, args.preset)
+        tae_cli.refuse_inert(AEConfig(**model_values), run, given, args.compare)
+        tae_config.resolve(model_values, run, (28, 28), 784, 60000)

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tae_config
 import tf1_input
 import tf1_tied_ae as tae
 from tae_config import RunConfig
@@ -124,7 +125,8 @@ def test_sync_sgd_step_moves_encoder_by_encoder_path_only():
 
 def test_finite_differences_against_numpy():
     dims = (6, 4, 3)
-    ae = tae.build(tae.AEConfig(dims=dims, mode="tied", seed=3), finalize=False)
+    ae = tae.build(tae.AEConfig(dims=dims, mode="tied", activation="sigmoid", code_activation="sigmoid", seed=3),
+                   finalize=False)
     x = np.random.RandomState(1).rand(5, dims[0])
     with session(ae) as sess:
         vals = {k: v.astype(np.float64) for k, v in values(sess, ae).items()}
@@ -240,7 +242,9 @@ def snippet_graph(vals, dims, lr):
 
 def test_same_loss_trace_as_the_question_code():
     dims, lr = (784, 196, 81, 49), 1e-3
-    ae = tae.build(tae.AEConfig(dims=dims, mode="untied", init="snippet", learning_rate=lr, seed=7))
+    question = tae_config.PRESETS["question"][0]  # the question's settings, whatever the defaults
+    assert question["activation"] == question["code_activation"] == "sigmoid" and question["learning_rate"] == lr
+    ae = tae.build(tae.AEConfig(dims=dims, **question, seed=7))
     data = batches(25, dims[0], size=32, seed=3)
     with session(ae) as sess:
         vals = values(sess, ae)

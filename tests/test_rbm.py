@@ -52,7 +52,7 @@ def test_cd1_lowers_reconstruction_error():
 @pytest.mark.parametrize("mode", ["tied-untied", "untied"])
 def test_unrolling_is_exact_and_matches_numpy(mode):
     data = tae_data.load_digits().train[:500]
-    cfg = AEConfig(dims=DIMS, mode=mode, code_activation="linear", output_activation="sigmoid")
+    cfg = AEConfig(dims=DIMS, mode=mode, activation="sigmoid", code_activation="linear", output_activation="sigmoid")
     run = RunConfig(epochs=1, batch_size=50, pretrain="rbm", pretrain_epochs=2, rbm_batch_size=50,
                     tied_epochs=0 if mode == "tied-untied" else None)
     ae = tae.build(cfg, run, len(data))
@@ -108,7 +108,8 @@ class StopAfter:
         pass
 
 
-RBM_RUN = ["--dataset", "digits", "--dims", "64,32,16,4", "--code-activation", "linear", "--output-activation",
+RBM_RUN = ["--dataset", "digits", "--dims", "64,32,16,4", "--activation", "sigmoid", "--code-activation", "linear",
+           "--output-activation",
            "sigmoid", "--mode", "tied-untied", "--pretrain", "rbm", "--rbm-batch-size", "50", "--pretrain-epochs",
            "3", "--epochs", "2", "--batch-size", "50"]
 

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 import tae_cli
+import tae_config
 import tae_data
 from conftest import ROOT
 
-QUICK = ["--epochs", "3", "--batch-size", "50"]
 
 
 def call(capsys, *args):
@@ -35,9 +35,11 @@ def decode_png(path):
 
 
 def test_default_command_on_a_fresh_machine(tmp_path):
+    """`python train.py`, nothing else, as a new user runs it: the digits fallback, every output
+    file, quiet, and a model that beats the PCA baseline of its own code size on the same split."""
     home = tmp_path / "home"  # no ~/.keras cache, no ./data: the digits fallback
     env = dict(os.environ, HOME=str(home))
-    r = run_cli(*QUICK, cwd=tmp_path, env=env)
+    r = run_cli(cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # TensorFlow's start-up noise is hidden
     assert "scikit-learn's 8x8 digits" in r.stdout and "--dataset mnist" in r.stdout
@@ -45,18 +47,31 @@ def test_default_command_on_a_fresh_machine(tmp_path):
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"]["dims"] == [64, 16, 4, 4] and cfg["model"]["mode"] == "tied"  # the question's rule, 8x8
     metrics = json.loads((run / "metrics.json").read_text())
-    assert [m["epoch"] for m in metrics["epochs"]] == [1, 2, 3]
+    assert [m["epoch"] for m in metrics["epochs"]] == list(range(1, 201))
     for key in ("train_loss", "test_loss", "test_mse", "test_sse_per_image", "seconds", "samples_per_s"):
         assert np.isfinite(metrics["epochs"][-1][key]), key
-    final = metrics["final"]
+    final, baselines = metrics["final"], metrics["baselines"]
     assert final["test_sse_per_image"] == pytest.approx(final["test_mse"] * 64)
-    assert metrics["epochs"][-1]["test_loss"] < metrics["epochs"][0]["test_loss"]
+    assert baselines["pca"]["components"] == 4  # the code size
+    assert final["test_mse"] < baselines["pca"]["test_mse"] < baselines["mean"]["test_mse"]
+    last = r.stdout.strip().splitlines()[-2]
+    assert last.startswith(f"final: test mse {final['test_mse']:.5f}; PCA-4 {baselines['pca']['test_mse']:.5f}; "
+                           f"mean image {baselines['mean']['test_mse']:.5f}"), last
     assert decode_png(run / "recon.png").shape[-1] in (3, 4)
     assert decode_png(run / "curves.png").ndim == 3
-    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{3 * (1437 // 50)}")
+    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * (1437 // 32)}")
     events = list(run.glob("events.out.tfevents.*"))
     tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
     assert {"loss/train", "loss/test", "test/sse_per_image"} == tags
+
+
+def test_the_question_preset_is_one_flag_away(tmp_path, capsys):
+    code, _, err = call(capsys, "--dataset", "digits", "--preset", "question", "--mode", "tied", "--epochs", "1",
+                        "--out", tmp_path / "run")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    question = dict(tae_config.PRESETS["question"][0], mode="tied")  # a given flag overrides the preset
+    assert {k: saved["model"][k] for k in question} == question and saved["run"]["batch_size"] == 100
 
 
 def test_epochs_zero_saves_and_evaluates_the_initial_model(tmp_path, capsys):
@@ -69,7 +84,8 @@ def test_epochs_zero_saves_and_evaluates_the_initial_model(tmp_path, capsys):
 
 def test_resume_continues_and_refuses_other_flags(tmp_path, capsys):
     out = tmp_path / "run"
-    assert call(capsys, "--dataset", "digits", "--mode", "tied-untied", "--epochs", "2", "--out", out)[0] == 0
+    assert call(capsys, "--dataset", "digits", "--mode", "tied-untied", "--epochs", "2", "--batch-size", "100",
+                "--out", out)[0] == 0
     code, stdout, _ = call(capsys, "--out", out, "--resume", "--epochs", "4")
     assert code == 0 and "resuming" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -85,7 +101,10 @@ def test_compare_writes_table_json_and_plot(tmp_path, capsys):
     code, out, _ = call(capsys, "--dataset", "digits", "--compare", "--epochs", "2", "--out", tmp_path / "cmp")
     assert code == 0
     result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert list(result) == ["snippet", "untied", "sync", "tied", "tied-untied"]
+    assert list(result) == ["snippet", "untied", "sync", "tied", "tied-untied", "baselines"]
+    baselines = result.pop("baselines")
+    assert list(baselines) == ["PCA-4", "mean image"] and baselines["PCA-4"]["trainable_params"] == 4 * 64 + 64
+    assert "PCA-4" in out and "mean image" in out
     params = {k: v["trainable_params"] for k, v in result.items()}
     assert params["tied"] == params["sync"] < params["untied"] == params["tied-untied"] == params["snippet"]
     assert decode_png(tmp_path / "cmp" / "compare.png").ndim == 3
@@ -93,6 +112,23 @@ def test_compare_writes_table_json_and_plot(tmp_path, capsys):
         assert name in out and (tmp_path / "cmp" / name / "metrics.json").exists()
     snippet = json.loads((tmp_path / "cmp" / "snippet" / "config.json").read_text())["model"]
     assert snippet["init"] == "snippet" and snippet["mode"] == "untied"
+
+
+def test_baselines_match_scikit_learn(tmp_path):
+    """The mean image and PCA-k, fitted on the training part, scored on the test part; PCA against
+    scikit-learn's (an independent SVD), the float64 covariance summed in small chunks."""
+    from sklearn.decomposition import PCA
+
+    ds = tae_data.load("digits")
+    got = tae_data.baselines(ds.train, ds.test, 4, chunk=100)
+    pca = PCA(4).fit(ds.train)
+    want = np.mean(np.sum((ds.test - pca.inverse_transform(pca.transform(ds.test))) ** 2, axis=1))
+    assert got["pca"]["test_sse_per_image"] == pytest.approx(want, rel=1e-5) and got["pca"]["components"] == 4
+    assert got["pca"]["test_mse"] == pytest.approx(want / 64, rel=1e-5)
+    mean = np.mean((ds.test - ds.train.mean(axis=0)) ** 2)
+    assert got["mean"]["test_mse"] == pytest.approx(mean, rel=1e-5)
+    wide = np.zeros((3, tae_data.PCA_MAX_DIM + 1), np.float32)
+    assert tae_data.baselines(wide, wide, 2)["pca"] is None
 
 
 def test_user_npy(tmp_path, capsys):
@@ -128,7 +164,7 @@ def test_idx_and_npz_loaders_on_real_mnist(mnist_dir, tmp_path):
 
 
 def test_train_on_real_mnist_uses_the_question_dims(mnist_dir, tmp_path, capsys):
-    code, out, err = call(capsys, "--data-dir", mnist_dir, "--epochs", "1", "--out", tmp_path / "run")
+    code, out, err = call(capsys, "--data-dir", mnist_dir, "--epochs", "1", "--batch-size", "600", "--out", tmp_path / "run")
     assert code == 0, err
     assert f"MNIST from {mnist_dir}" in out
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
