@@ -221,7 +221,7 @@ def compare(model, run, ds, out, log=print):
             metrics = train_one(variant, sub, ds, folder, log, keep_data=True, baselines=baselines)
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
-    levels = baseline_rows(baselines, ds)
+    levels = tae_data.baseline_rows(baselines, ds)
     tae_files.write_json(os.path.join(out, "compare.json"), {**results, "baselines": levels})
     tae_figures.save_curves(os.path.join(out, "compare.png"), curves, "test sum of squared errors per image",
                             f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs",
@@ -231,17 +231,6 @@ def compare(model, run, ds, out, log=print):
         seconds = f"{r['train_seconds']:>8.1f}" if "train_seconds" in r else f"{'-':>8}"
         log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} {seconds}")
     return results
-
-
-def baseline_rows(baselines, ds):
-    """--compare's baseline rows: {label: test_mse, test_sse_per_image, trainable_params (the
-    numbers each baseline stores: the mean; PCA's components and mean)}."""
-    dim = ds.test.shape[1]
-    rows = {"mean image" if ds.image_shape else "mean example": dict(baselines["mean"], trainable_params=dim)}
-    if baselines.get("pca"):
-        k = baselines["pca"]["components"]
-        rows = {f"PCA-{k}": dict(baselines["pca"], trainable_params=k * dim + dim), **rows}
-    return rows
 
 
 def import_tensorflow(verbose):

@@ -244,6 +244,18 @@ def _errors(test, reconstruction):
     return {"test_mse": sse / test.shape[1], "test_sse_per_image": sse}
 
 
+def baseline_rows(baselines, ds):
+    """The baselines by label, PCA first: {"PCA-k" / "mean image": test_mse, test_sse_per_image,
+    trainable_params (the numbers each stores: PCA's components and the mean; the mean)}."""
+    dim = ds.test.shape[1]
+    rows = {}
+    if baselines.get("pca"):
+        k = baselines["pca"]["components"]
+        rows[f"PCA-{k}"] = dict(baselines["pca"], trainable_params=k * dim + dim)
+    rows["mean image" if ds.image_shape else "mean example"] = dict(baselines["mean"], trainable_params=dim)
+    return rows
+
+
 def validate(ds, input_dim, needs_unit_range):
     """Refuse data the model cannot train on, before any training starts."""
     for part, arr in (("training", ds.train), ("test", ds.test)):

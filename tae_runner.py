@@ -20,6 +20,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+import tae_data
 import tae_figures
 import tae_files
 import tf1_input
@@ -221,7 +222,7 @@ class Runner:
         self.sess.run(self.ae.input.set_seconds_op, {self.ae.input.seconds_placeholder: seconds})
         self.write_metrics("interrupted")
         path = os.path.basename(self.save())
-        code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
+        code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
         raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}, step {k}; "
                       f"saved {path}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
 
@@ -243,7 +244,7 @@ class Runner:
         self.save()
         self.report(stage, record)
         if self.stop.signum is not None and self.step() < self.ae.stages[-1].last_step:
-            code = 130 if self.stop.signum == signal.SIGINT else 128 + self.stop.signum
+            code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
             self.write_metrics("interrupted")
             raise Stopped(code, f"interrupted after epoch {record['epoch']} of the {stage.name} stage; saved "
                           f"{self.newest()}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
@@ -281,12 +282,9 @@ class Runner:
 
     def baseline_levels(self):
         """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""
-        found = self.metrics.get("baselines") or {}
-        pca = found.get("pca")
-        levels = {f"PCA-{pca['components']}": pca["test_mse"]} if pca else {}
-        if "mean" in found:
-            levels["mean image" if self.ds.image_shape else "mean example"] = found["mean"]["test_mse"]
-        return levels
+        found = self.metrics.get("baselines")
+        rows = tae_data.baseline_rows(found, self.ds) if found else {}
+        return {label: row["test_mse"] for label, row in rows.items()}
 
     def against_baselines(self):
         return "".join(f"; {label} {value:.5f}" for label, value in self.baseline_levels().items())

@@ -318,11 +318,3 @@ def final_head(ae):
     """The head that evaluates the model after its stages: the last autoencoder stage that trains
     (the untied one once tied-untied has untied), else `train`."""
     return next((s.head for s in reversed(ae.stages) if s.head is not None and s.epochs), ae.train)
-
-
-def load_values(sess, ae, values):
-    """Set the named model variables ({name: array}) in a running session, adding no ops: each
-    variable's initializer is run with its initial value fed (what Variable.load did in TF1)."""
-    for name, value in values.items():
-        var = ae.variables[name]
-        sess.run(var.initializer, {var.initializer.inputs[1]: value})
