@@ -95,6 +95,7 @@ def merge(saved, given, out):
     """The configs of a run being resumed: its saved values; a given flag that differs is refused by
     name, except --epochs, which may extend the run."""
     values = {AEConfig: dict(saved["model"]), RunConfig: dict(saved["run"])}
+    values[RunConfig].setdefault("validation", 0)  # runs from before the validation split had none
     diffs = []
     for flag, value in given.items():
         old = values[flag.owner][flag.field]
@@ -164,6 +165,11 @@ def complete(out, saved, run):
     done = metrics is not None and (saved.get("compare") or metrics.get("status") == "done")
     if done and run.epochs == saved["run"]["epochs"]:
         model = saved["model"]
+        stopped = None if saved.get("compare") else metrics["final"].get("stopped_early")
+        if stopped:
+            print(f"{out} is complete: it stopped early after epoch {stopped} of {run.epochs} "
+                  f"(--patience {run.patience}); its best epoch by validation error is epoch {metrics['final']['best_epoch']}")
+            return True
         if model["lr_schedule"] == "cosine" and model["lr_decay_steps"] is None:
             further = ("its cosine learning rate has decayed to 0, so it cannot be extended; for longer training "
                        "start a new run with a larger --epochs")
@@ -198,7 +204,7 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
         baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
     ae = tf1_tied_ae.build(model, run, len(ds.train))
     return tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
-                            baselines=baselines)
+                            baselines=baselines, patience=run.patience)
 
 
 def compare(model, run, ds, out, log=print):
@@ -268,9 +274,10 @@ def run_command(args, hold):
         refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
         ds = tae_data.load(run.dataset, run.data_dir)
         try:
-            model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train))
+            model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train), ds.name)
         except ConfigError as e:
             raise config_error(e) from None
+    tae_data.split_validation(ds, run.validation)
     tae_data.validate(ds, model.dims[0], model.output_activation == "sigmoid" or model.loss == "xent")
     out = args.out or new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:

@@ -76,8 +76,16 @@ def _number(field, value, positive):
         raise ConfigError(field, f"must be a {'positive' if positive else 'non-negative'} finite number; got {value!r}")
 
 
+def _fraction(field, value):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value < 1
+    if not ok:
+        raise ConfigError(field, f"must be a number in [0, 1); got {value!r}")
+
+
 COSINE = (lambda m, r: m.lr_schedule == "cosine", "--lr-schedule cosine")
 NOT_PRETRAINED = (lambda m, r: r.pretrain == "none", "no --pretrain (the RBMs set every variable)")
+HIDDEN = (lambda m, r: len(m.dims) > 2, "--dims with hidden layers between input and code")
+VALIDATED = (lambda m, r: r.validation != 0, "a validation split (--validation above 0)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +119,21 @@ class AEConfig:
         "cosine: training steps to decay over", parse=int, default_text="all the run's training steps",
         applies=COSINE))
     seed: Optional[int] = dataclasses.field(default=0, metadata=option(
-        "graph-level seed; also orders the batches", parse=int))
+        "graph-level seed; also orders the batches and keys the noise and dropout", parse=int))
+    # Regularisers: training steps only; evaluation, codes and reconstructions see the clean model.
+    mask_noise: float = dataclasses.field(default=0.0, metadata=option(
+        "denoising: the fraction of input values set to 0 in each training batch (Vincent et al. 2008's "
+        "masking noise); the loss compares the reconstruction with the clean input", parse=float))
+    gaussian_noise: float = dataclasses.field(default=0.0, metadata=option(
+        "denoising: the standard deviation of Gaussian noise added to each training input (after any "
+        "masking); the target stays clean", parse=float))
+    weight_decay: float = dataclasses.field(default=0.0, metadata=option(
+        "L2 in the loss: weight_decay * sum(w^2) / 2 over the kernels being trained (a tied kernel once; "
+        "biases never); with Adam this is not AdamW's decoupled decay", parse=float))
+    code_dropout: float = dataclasses.field(default=0.0, metadata=option(
+        "dropout rate on the code in training (inverted: kept values scaled by 1/(1-rate))", parse=float))
+    hidden_dropout: float = dataclasses.field(default=0.0, metadata=option(
+        "dropout rate on every hidden layer, encoder and decoder, in training", parse=float, applies=HIDDEN))
 
     def __post_init__(self):
         try:
@@ -141,6 +163,11 @@ class AEConfig:
         if self.lr_decay_steps is not None and self.lr_schedule != "cosine":
             raise ConfigError("lr_decay_steps", "applies only with lr_schedule cosine")
         _int("seed", self.seed, -2 ** 31, none_ok=True)
+        _fraction("mask_noise", self.mask_noise)
+        _number("gaussian_noise", self.gaussian_noise, positive=False)
+        _number("weight_decay", self.weight_decay, positive=False)
+        _fraction("code_dropout", self.code_dropout)
+        _fraction("hidden_dropout", self.hidden_dropout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +187,13 @@ class RunConfig:
         "training epochs in all (0 saves and evaluates the initial model)", parse=int,
         default_text="10 for MNIST-sized data, 200 for smaller sets"))
     batch_size: int = dataclasses.field(default=32, metadata=option("examples per step", parse=int))
+    validation: Optional[int] = dataclasses.field(default=None, metadata=option(
+        "training examples held out to pick the best epoch: the first N, as TF1's input_data does "
+        "(0: none; the test set is never used to choose)", parse=int,
+        default_text="5000 for MNIST and Fashion-MNIST (55,000 train), a tenth of the training set otherwise"))
+    patience: Optional[int] = dataclasses.field(default=None, metadata=option(
+        "stop early after N epochs without a lower validation error", parse=int, default_text="never",
+        applies=VALIDATED))
     tied_epochs: Optional[int] = dataclasses.field(default=None, metadata=option(
         "tied-untied: the first N epochs train tied, the rest untied", parse=int, default_text="half of --epochs, rounded up",
         applies=(lambda m, r: m.mode == "tied-untied", "--mode tied-untied")))
@@ -193,6 +227,8 @@ class RunConfig:
                                          f"got {self.dataset!r}")
         _int("epochs", self.epochs, 0, none_ok=True)
         _int("batch_size", self.batch_size, 1)
+        _int("validation", self.validation, 0, none_ok=True)
+        _int("patience", self.patience, 1, none_ok=True)
         _int("tied_epochs", self.tied_epochs, 0, none_ok=True)
         if None not in (self.epochs, self.tied_epochs) and self.tied_epochs > self.epochs:
             raise ConfigError("tied_epochs", f"must be between 0 and epochs ({self.epochs}); got {self.tied_epochs}")
@@ -287,13 +323,19 @@ def inert(model, run, fields):
 
 
 def check(model, run, num_examples):
-    """Cross-checks the dataclasses cannot make alone; ConfigError names the field."""
+    """Cross-checks the dataclasses cannot make alone; ConfigError names the field. num_examples:
+    the training set before the validation split."""
+    if run.validation is not None and run.validation >= num_examples:
+        raise ConfigError("validation", f"must leave training examples: between 0 and {num_examples - 1} of the "
+                                        f"{num_examples}; got {run.validation}")
+    held = f" ({run.validation} are held out for validation: --validation)" if run.validation else ""
+    num_examples -= run.validation or 0
     if run.batch_size > num_examples:
-        raise ConfigError("batch_size", f"must be between 1 and the {num_examples} training examples; "
+        raise ConfigError("batch_size", f"must be between 1 and the {num_examples} training examples{held}; "
                                         f"got {run.batch_size}")
     if run.pretrain == "rbm":
         if run.rbm_batch_size > num_examples:
-            raise ConfigError("rbm_batch_size", f"must be between 1 and the {num_examples} training examples")
+            raise ConfigError("rbm_batch_size", f"must be between 1 and the {num_examples} training examples{held}")
         if model.activation != "sigmoid" or model.output_activation != "sigmoid" or model.code_activation not in (
                 "sigmoid", "linear"):
             raise ConfigError("pretrain", "rbm unrolls logistic RBMs: use --activation sigmoid --output-activation "
@@ -306,9 +348,15 @@ def question_dims(image_shape):
     return tuple((w // k) * (h // k) for k in (1, 2, 3, 4))
 
 
-def resolve(model_values, run, image_shape, width, num_examples):
+def default_validation(dataset_name, num_examples):
+    """MNIST and Fashion-MNIST: 5,000 (TF1's input_data: 55,000 / 5,000); other data: 10%."""
+    return 5000 if dataset_name in ("mnist", "fashion_mnist") and num_examples > 10000 else num_examples // 10
+
+
+def resolve(model_values, run, image_shape, width, num_examples, dataset_name=None):
     """The configs of a new run: AEConfig from `model_values` (fields given), the None fields of
-    `run` filled from the data. ConfigError names the field that cannot be used."""
+    `run` filled from the data (num_examples: the whole training set, before the validation split).
+    ConfigError names the field that cannot be used."""
     values = dict(model_values)
     if "dims" not in values:
         if image_shape is None:
@@ -320,7 +368,8 @@ def resolve(model_values, run, image_shape, width, num_examples):
     tied = run.tied_epochs
     if tied is None and model.mode == "tied-untied":
         tied = epochs - epochs // 2
-    run = dataclasses.replace(run, epochs=epochs, tied_epochs=tied)
+    validation = run.validation if run.validation is not None else default_validation(dataset_name, num_examples)
+    run = dataclasses.replace(run, epochs=epochs, tied_epochs=tied, validation=validation)
     check(model, run, num_examples)
     return model, run
 

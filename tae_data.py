@@ -35,6 +35,15 @@ class Dataset:
     test: np.ndarray  # [M, D] float32
     image_shape: Optional[Tuple[int, int]]  # (H, W) when the rows are images
     source: str  # where it came from, for the log and config.json
+    validation: Optional[np.ndarray] = None  # [V, D] float32, held out of train by `split_validation`
+
+
+def split_validation(ds, n):
+    """Hold the first n training examples out as ds.validation (TF1's input_data takes MNIST's first
+    5,000). The validation rows are copied, so that dropping ds.train later frees the rest."""
+    if n:
+        ds.validation, ds.train = ds.train[:n].copy(), ds.train[n:]
+    return ds
 
 
 def read_idx(path, ndim=None):
@@ -258,7 +267,8 @@ def baseline_rows(baselines, ds):
 
 def validate(ds, input_dim, needs_unit_range):
     """Refuse data the model cannot train on, before any training starts."""
-    for part, arr in (("training", ds.train), ("test", ds.test)):
+    parts = (("training", ds.train), ("validation", ds.validation), ("test", ds.test))
+    for part, arr in ((part, arr) for part, arr in parts if arr is not None):
         if arr.size == 0:
             raise DataError(f"the {part} set is empty; give more examples")
         if arr.shape[1] != input_dim:

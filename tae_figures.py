@@ -43,13 +43,15 @@ def save_reconstructions(path, images, reconstructions, image_shape, n=10):
     _save_figure(fig, path)
 
 
-def save_curves(path, series, ylabel, title, x_key="epoch", references=None):
+def save_curves(path, series, ylabel, title, x_key="epoch", references=None, marks=None):
     """A PNG of one or more curves: series is {label: [(x, y), ...]}; references {label: y} are
-    drawn as dashed horizontal lines."""
+    drawn as dashed horizontal lines, marks {label: x} as dotted vertical ones."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for k, (label, y) in enumerate((references or {}).items()):
         ax.axhline(y, linestyle="--", linewidth=1, color=f"C{7 + k}", label=label)
+    for label, x in (marks or {}).items():
+        ax.axvline(x, linestyle=":", linewidth=1, color="k", label=label)
     for label, points in series.items():
         if points:
             xs, ys = zip(*points)

@@ -33,8 +33,10 @@ EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4
 # non-finite check act between calls (every step's figure is still returned).
 STEPS_PER_CALL = 16
 FIGURE = {"epochs": "train_loss", "pretrain": "recon_sse_per_example"}  # what a stage's steps return
-TAGS = {"train_loss": "loss/train", "test_loss": "loss/test", "test_sse_per_image": "test/sse_per_image",
+TAGS = {"train_loss": "loss/train", "validation_loss": "loss/validation", "test_loss": "loss/test",
+        "validation_sse_per_image": "validation/sse_per_image", "test_sse_per_image": "test/sse_per_image",
         "recon_sse_per_example": "pretrain/recon_sse_per_example"}  # TensorBoard, by global step
+BEST = "best"  # the best epoch's checkpoint: best-<global step>, state file best_checkpoint
 
 
 class StopRequest:
@@ -81,13 +83,15 @@ def restore(sess, saver, path):
                          "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
-def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=None):
+def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
     """Run the stages of `ae` in run folder `out` (new, or resumed from its newest checkpoint) and
     return its metrics. config: written to config.json once the start has succeeded. ds.train
     is dropped once it is in the graph, unless keep_data. stop: an object whose `signum` turns
     non-None to stop (default: SIGINT and SIGTERM). baselines: tae_data.baselines of the run's
-    data, recorded in metrics.json and compared with at the end."""
-    runner = Runner(ae, ds, out, log)
+    data, recorded in metrics.json and compared with at the end. With ds.validation, the epoch of
+    the lowest validation error is kept as the best checkpoint and gives the final figures;
+    patience: stop after that many epochs without a lower one."""
+    runner = Runner(ae, ds, out, log, patience)
     if baselines is not None:
         runner.metrics["baselines"] = baselines
     with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
@@ -98,7 +102,8 @@ def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=
                 ds.train = None  # the graph's copy is the one the run uses
             runner.writer = tf1.summary.FileWriter(out, None if resumed else ae.graph)
             for stage in ae.stages:
-                runner.run_stage(stage)
+                if runner.stopped_early is None:
+                    runner.run_stage(stage)
             runner.finish()
         except WriteFailed as e:
             try:
@@ -117,11 +122,11 @@ def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=
 class Runner:
     """The state of one run in progress; `train` drives it. Every method runs ops built with the graph."""
 
-    def __init__(self, ae, ds, out, log):
-        self.ae, self.ds, self.out, self.log = ae, ds, str(out), log
+    def __init__(self, ae, ds, out, log, patience=None):
+        self.ae, self.ds, self.out, self.log, self.patience = ae, ds, str(out), log, patience
         self.metrics_path = os.path.join(self.out, "metrics.json")
         self.metrics = tae_files.read_json(self.metrics_path) or {}
-        self.sess = self.stop = self.writer = None
+        self.sess = self.stop = self.writer = self.stopped_early = None
         self.bar = sys.stdout.isatty()
 
     def start(self, config):
@@ -139,6 +144,7 @@ class Runner:
         for key in ("epochs", "pretrain"):  # records past the checkpoint belong to a run that was lost
             self.metrics[key] = [r for r in self.metrics.get(key, []) if r["global_step"] <= step]
         self.metrics.pop("final", None)
+        self.keep_best_in_step(step)
         if found:
             stage, epoch, k = self.position(step)
             self.log(f"resuming {self.out} at {stage} epoch {epoch + 1}" + (f", step {k + 1}" if k else "")
@@ -150,6 +156,21 @@ class Runner:
 
     def step(self):
         return int(self.sess.run(self.ae.global_step))
+
+    def best_record(self):
+        """The epoch record with the lowest validation error so far (the first of equals), or None."""
+        scored = [r for r in self.metrics.get("epochs", []) if "validation_sse_per_image" in r]
+        return min(scored, key=lambda r: r["validation_sse_per_image"], default=None)
+
+    def keep_best_in_step(self, step):
+        """On a start: hand the best checkpoint to its Saver (so that the next best replaces it), and
+        save it now if the best epoch is the restored one and a kill came between its two saves."""
+        best, found = self.best_record(), tae_files.checkpoints(self.out, BEST)
+        if found:
+            self.ae.best_saver.recover_last_checkpoints([found[-1][1]])
+        if best is not None and best["global_step"] == step and (not found or found[-1][0] != step):
+            self.save(best=True)
+            self.log(f"saved {BEST}-{step}: the best epoch's checkpoint (epoch {best['epoch']}) was missing")
 
     def position(self, step):
         """(stage name, epoch within it, step within the epoch) of a global step."""
@@ -163,10 +184,14 @@ class Runner:
         found = tae_files.checkpoints(self.out)
         return os.path.basename(found[-1][1]) if found else "none"
 
-    def save(self):
-        prefix = os.path.join(self.out, "ckpt")
+    def save(self, best=False):
+        """A rolling checkpoint (ckpt-<step>, state file `checkpoint`, the last 3 kept), or the best
+        one (best-<step>, state file `best_checkpoint`, the model alone)."""
+        saver, name = (self.ae.best_saver, BEST) if best else (self.ae.saver, "ckpt")
+        prefix = os.path.join(self.out, name)
         try:
-            return self.ae.saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False)
+            return saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False,
+                              latest_filename=f"{BEST}_checkpoint" if best else None)
         except tf.errors.OpError as e:  # the system's reason ends the line that names the file
             reason = next((m.group(1) for m in map(re.compile(r"\S+; ([^;]+)$").search, e.message.splitlines()) if m),
                           type(e).__name__)
@@ -186,6 +211,8 @@ class Runner:
             self.log(f"{stage.name} stage: ran {stage.enter.name} first")
         first, k = divmod(step - stage.first_step, stage.steps_per_epoch)
         for epoch in range(first, stage.epochs):
+            if self.stopped_early is not None:
+                return
             self.run_epoch(stage, epoch, k)
             k = 0
 
@@ -235,23 +262,41 @@ class Runner:
         record = {"epoch": stage.first_epoch + epoch + 1, "stage": stage.name, "global_step": self.step(),
                   FIGURE[stage.record]: figure_sum / stage.steps_per_epoch}
         if stage.head is not None:
-            test_loss, sse = evaluate(self.sess, stage.head, self.ae.x, self.ds.test)
-            record.update(test_loss=test_loss, test_mse=sse / self.ae.config.dims[0], test_sse_per_image=sse)
+            parts = (("validation", self.ds.validation), ("test", self.ds.test))
+            for part, data in ((p, d) for p, d in parts if d is not None):
+                loss, sse = evaluate(self.sess, stage.head, self.ae.x, data)
+                record.update({f"{part}_loss": loss, f"{part}_mse": sse / self.ae.config.dims[0],
+                               f"{part}_sse_per_image": sse})
         record.update(seconds=seconds, samples_per_s=stage.steps_per_epoch * stage.batch_size / seconds,
                       train_seconds=max(done, default=0.0) + seconds)
         self.metrics[stage.record].append(record)
-        self.write_metrics("running")  # before the checkpoint: see the module docstring
+        self.write_metrics("running")  # before the checkpoints: see the module docstring
         self.save()
+        if "validation_sse_per_image" in record and self.best_record() is record:
+            self.save(best=True)  # after the rolling one: a kill between the two is mended on resume
         self.report(stage, record)
+        self.check_patience(record)
         if self.stop.signum is not None and self.step() < self.ae.stages[-1].last_step:
             code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
             self.write_metrics("interrupted")
             raise Stopped(code, f"interrupted after epoch {record['epoch']} of the {stage.name} stage; saved "
                           f"{self.newest()}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
 
+    def check_patience(self, record):
+        """Early stopping: `patience` autoencoder epochs since the best one."""
+        best = self.best_record()
+        if self.patience is None or best is None:
+            return
+        since = sum(1 for r in self.metrics["epochs"] if r["global_step"] > best["global_step"])
+        if since >= self.patience and self.step() < self.ae.stages[-1].last_step:
+            self.stopped_early = record["epoch"]
+            self.log(f"stopping early: {since} epochs since the best validation error (epoch {best['epoch']}), "
+                     f"--patience {self.patience}")
+
     def report(self, stage, record):
         """The epoch's log line and TensorBoard summaries."""
-        shown = {k: record[k] for k in (FIGURE[stage.record], "test_loss", "test_sse_per_image") if k in record}
+        keys = (FIGURE[stage.record], "validation_loss", "validation_sse_per_image", "test_loss", "test_sse_per_image")
+        shown = {k: record[k] for k in keys if k in record}
         self.writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
                                                                      f"{TAGS[k]}/{stage.name}", simple_value=v)
                                                    for k, v in shown.items()]), record["global_step"])
@@ -260,10 +305,24 @@ class Runner:
         self.log(f"epoch {record['epoch']}/{of} [{stage.name}] {text}  {record['seconds']:.1f}s  "
                  f"{record['samples_per_s']:.0f} samples/s")
 
+    def restore_best(self):
+        """With a validation split: restore the best epoch's checkpoint and return (its record, the head
+        of its stage); else (None, the head after the last stage) on the session as it is."""
+        best = self.best_record()
+        if best is None:
+            return None, tae.final_head(self.ae)
+        found = dict(tae_files.checkpoints(self.out, BEST))
+        if best["global_step"] not in found:
+            raise UsageError(f"{self.out} has no {BEST}-{best['global_step']} checkpoint for its best epoch "
+                             f"({best['epoch']}); it was deleted: start a new run")
+        restore(self.sess, self.ae.best_saver, found[best["global_step"]])
+        return best, next(s.head for s in self.ae.stages if s.name == best["stage"])
+
     def finish(self):
-        """The final evaluation, the figures, and metrics.json's `final` (written last)."""
+        """The final evaluation (of the best epoch by validation error, if there is a validation
+        split), the figures, and metrics.json's `final` (written last)."""
         ae, ds = self.ae, self.ds
-        head = tae.final_head(ae)
+        best, head = self.restore_best()
         test_loss, sse = evaluate(self.sess, head, ae.x, ds.test)
         if ds.image_shape:
             recon = self.sess.run(head.reconstruction, {ae.x: ds.test[:10]})
@@ -276,8 +335,15 @@ class Runner:
                                  "epochs": len(history), "trainable_params": sum(
                                      int(np.prod(v.shape.as_list())) for v in head.var_list),
                                  "train_seconds": max(seconds, default=0.0)}
+        chosen = ""
+        if best is not None:
+            self.metrics["final"].update(best_epoch=best["epoch"], best_stage=best["stage"],
+                                         validation_sse_per_image=best["validation_sse_per_image"])
+            chosen = f" (epoch {best['epoch']} of {len(history)}, the lowest validation error)"
+        if self.stopped_early is not None:
+            self.metrics["final"]["stopped_early"] = self.stopped_early
         self.write_metrics("done")
-        self.log(f"final: test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
+        self.log(f"final{chosen}: test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
                  f"test sum of squared errors per image {sse:.3f}")
 
     def baseline_levels(self):
@@ -292,10 +358,15 @@ class Runner:
     def save_curves(self, history):
         """curves.png: the loss per epoch, and the test MSE against the baselines' (dashed)."""
         cfg = self.ae.config
-        series = {f"train {cfg.loss}": [(m["epoch"], m["train_loss"]) for m in history],
-                  f"test {cfg.loss}": [(m["epoch"], m["test_loss"]) for m in history]}
-        if cfg.loss != "mse":
-            series["test mse"] = [(m["epoch"], m["test_mse"]) for m in history]
+        series = {f"train {cfg.loss}": [(m["epoch"], m["train_loss"]) for m in history]}
+        for part in ("validation", "test"):
+            if history and f"{part}_loss" in history[0]:
+                series[f"{part} {cfg.loss}"] = [(m["epoch"], m[f"{part}_loss"]) for m in history]
+                if cfg.loss != "mse":
+                    series[f"{part} mse"] = [(m["epoch"], m[f"{part}_mse"]) for m in history]
         references = {f"{label} (test mse)": value for label, value in self.baseline_levels().items()}
+        best = self.best_record()
+        marks = {f"best epoch by validation ({best['epoch']})": best["epoch"]} if best else None
         tae_figures.save_curves(os.path.join(self.out, "curves.png"), series, "loss per value",
-                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}", references=references)
+                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}", references=references,
+                                marks=marks)

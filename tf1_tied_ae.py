@@ -32,6 +32,7 @@ and `finetune/` (tied-untied), and, when built with a run, `progress/*` (tf1_inp
 This module only builds graphs: importing it or calling `build` runs nothing, reads no data and
 changes no global TensorFlow setting. Every `build` makes a new tf.Graph and finalises it.
 """
+import random
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
@@ -46,8 +47,19 @@ ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "sel
 OPTIMIZERS = {"adam": tf1.train.AdamOptimizer, "sgd": tf1.train.GradientDescentOptimizer}
 
 
+class Training(NamedTuple):
+    """What a training step on `x` computes. Without regularisers, input is x and code and loss are
+    the Head's own tensors."""
+
+    input: tf.Tensor  # [batch, dims[0]]: x after masking and Gaussian noise
+    code: tf.Tensor  # [batch, dims[-1]]: the code after dropout
+    loss: tf.Tensor  # scalar: the loss of the noisy, dropped-out pass against the clean x
+    objective: tf.Tensor  # scalar: loss + the weight decay; what minimize sees
+
+
 class Head(NamedTuple):
-    """One way through the model on the fed (or default) batch `x`, with its loss and training op."""
+    """One way through the model on the fed (or default) batch `x`, with its loss and training op.
+    code, reconstruction, loss and sse are the clean model's: no noise, no dropout."""
 
     code: tf.Tensor  # [batch, dims[-1]] float32
     reconstruction: tf.Tensor  # [batch, dims[0]] float32, after the output activation
@@ -55,6 +67,7 @@ class Head(NamedTuple):
     sse: tf.Tensor  # [batch] float32, sum over pixels of (x - reconstruction)^2 (Hinton 2006's unit)
     train_op: tf.Operation  # one optimizer step on exactly var_list (then sync's re-assignment)
     var_list: Tuple[tf.Variable, ...]  # what train_op may change
+    training: Training  # the training step's own pass on x (regularisers applied)
 
 
 class AutoEncoder(NamedTuple):
@@ -72,6 +85,7 @@ class AutoEncoder(NamedTuple):
     global_step: tf.Variable
     init_op: tf.Operation  # initialises everything (and syncs a sync model's decoder)
     saver: tf1.train.Saver  # every global variable; checkpoint state files with relative paths
+    best_saver: tf1.train.Saver  # the model's variables and global_step, one kept: the best epoch so far
     input: Optional[tf1_input.Pipeline]
     stages: Tuple[tf1_input.Stage, ...]  # in order; RBMs first when pretraining
 
@@ -106,19 +120,25 @@ def decoder_variables(cfg):
     return kernels, biases
 
 
-def encode(cfg, x, kernels, biases):
-    """x [batch, dims[0]] -> code [batch, dims[-1]]: f(h W_i + b_i), code_activation last."""
+def _keep(h, layer, drop):
+    return h if drop is None else drop(h, layer)
+
+
+def encode(cfg, x, kernels, biases, drop=None):
+    """x [batch, dims[0]] -> code [batch, dims[-1]]: f(h W_i + b_i), code_activation last.
+    drop(h, layer): dropout after each layer's activation in training (`regularisers`)."""
     h = x
     for i, (w, b) in enumerate(zip(kernels, biases)):
         act = cfg.code_activation if i == len(kernels) - 1 else cfg.activation
-        h = ACTIVATIONS[act](tf.matmul(h, w) + b)
+        h = _keep(ACTIVATIONS[act](tf.matmul(h, w) + b), i, drop)
     return h
 
 
-def decode(cfg, code, biases, kernels=None, encoder_kernels=None):
+def decode(cfg, code, biases, kernels=None, encoder_kernels=None, drop=None):
     """code [batch, dims[-1]] -> (logits, reconstruction), both [batch, dims[0]].
 
-    Pass `kernels` (untied: V_j) or `encoder_kernels` (tied: V_j = W_{L-1-j}^T).
+    Pass `kernels` (untied: V_j) or `encoder_kernels` (tied: V_j = W_{L-1-j}^T). drop: as encode's,
+    on the decoder's hidden layers (numbered on from the encoder's).
     """
     g = code
     n = len(biases)
@@ -131,8 +151,48 @@ def decode(cfg, code, biases, kernels=None, encoder_kernels=None):
             # decoder-path gradients; transpose_b reads W in place (no transposed copy per step).
             g = tf.matmul(g, encoder_kernels[n - 1 - j], transpose_b=True) + biases[j]
         if j < n - 1:
-            g = ACTIVATIONS[cfg.activation](g)
+            g = _keep(ACTIVATIONS[cfg.activation](g), n + j, drop)
     return g, ACTIVATIONS[cfg.output_activation](g)
+
+
+def regularised(cfg):
+    return bool(cfg.mask_noise or cfg.gaussian_noise or cfg.code_dropout or cfg.hidden_dropout)
+
+
+def regularisers(cfg, global_step):
+    """(corrupt(x), drop(h, layer)) of the training pass. Their random numbers are counter-based,
+    keyed by (seed, purpose, global step), so a resumed run draws what an uninterrupted one would.
+
+    corrupt: masking noise (each value kept with probability 1 - mask_noise, else 0: the denoising
+    autoencoder's corruption as in Theano's dA), then Gaussian noise. drop: inverted dropout,
+    code_dropout on the code (layer L-1), hidden_dropout on every other layer but the output."""
+    seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
+    code_layer = len(cfg.dims) - 2
+
+    def key(purpose):  # purpose 0: masking, 1: Gaussian, 2 + layer: dropout
+        return tf.stack([tf.constant(seed * 1024 + 512 + purpose, tf.int64), global_step.read_value()])
+
+    def corrupt(x):
+        if cfg.mask_noise:
+            x = x * tf.cast(tf.random.stateless_uniform(tf.shape(x), key(0)) >= cfg.mask_noise, x.dtype)
+        if cfg.gaussian_noise:
+            x = x + cfg.gaussian_noise * tf.random.stateless_normal(tf.shape(x), key(1))
+        return x
+
+    def drop(h, layer):
+        rate = cfg.code_dropout if layer == code_layer else cfg.hidden_dropout
+        return tf.nn.experimental.stateless_dropout(h, rate, key(2 + layer)) if rate else h
+
+    return corrupt, drop
+
+
+def weight_decay(cfg, var_list):
+    """weight_decay * sum(w^2) / 2 over the kernels in var_list: the gradient adds weight_decay * W.
+    A tied model's kernels are each in var_list once, so each is decayed once."""
+    kernels = [v for v in var_list if v.op.name.endswith("/kernel")]
+    if not cfg.weight_decay or not kernels:
+        return None
+    return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in kernels])
 
 
 def loss_terms(cfg, x, logits, reconstruction):
@@ -208,28 +268,40 @@ def head(parts, name, untied, var_list, optimizer, after=None):
     untied: decode with the decoder's own kernels (untied, sync, finetune) or W^T (tied)."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
 
-    def forward(x):
-        code = encode(cfg, x, enc_w, enc_b)
-        logits, recon = decode(cfg, code, dec_b, kernels=dec_w) if untied else decode(cfg, code, dec_b,
-                                                                                       encoder_kernels=enc_w)
+    corrupt, drop = regularisers(cfg, parts.global_step)
+
+    def forward(x, inputs, drop=None):  # the reconstruction of `inputs` is scored against x
+        code = encode(cfg, inputs, enc_w, enc_b, drop)
+        logits, recon = decode(cfg, code, dec_b, kernels=dec_w, drop=drop) if untied else decode(
+            cfg, code, dec_b, encoder_kernels=enc_w, drop=drop)
         return (code, recon, *loss_terms(cfg, x, logits, recon))
 
-    def step(loss):  # sync's frozen copies are outside var_list: no gradient reaches W through them
-        update = optimizer.minimize(loss, parts.global_step, var_list=list(var_list))
+    def training(x, clean=None):
+        if clean is not None and not regularised(cfg):
+            noisy, (code, _, loss, _) = x, clean
+        else:
+            noisy = corrupt(x)
+            code, _, loss, _ = forward(x, noisy, drop)
+        decay = weight_decay(cfg, var_list)
+        return Training(noisy, code, loss, loss if decay is None else loss + decay)
+
+    def step(objective):  # sync's frozen copies are outside var_list: no gradient reaches W through them
+        update = optimizer.minimize(objective, parts.global_step, var_list=list(var_list))
         if after is None:
             return update
         with tf.control_dependencies([update]):
             return after()
 
     def loop_step(batch):  # the same step on a drawn batch, inside the multi-step loop
-        batch_loss = forward(batch)[2]
-        return batch_loss, step(batch_loss)
+        trained = training(batch)
+        return trained.loss, step(trained.objective)
 
     with tf1.variable_scope(name):  # the optimizer's slots: name/<variable>/Adam...
-        code, recon, loss, sse = forward(parts.x)
-        train_op = step(loss)
+        clean = forward(parts.x, parts.x)
+        trained = training(parts.x, clean)
+        train_op = step(trained.objective)
         steps = tf1_input.multi_step(parts.pipe, loop_step) if parts.pipe is not None else None
-    return Head(code, recon, loss, sse, train_op, tuple(var_list)), steps
+    return Head(*clean, train_op, tuple(var_list), trained), steps
 
 
 def stage(name, epochs, first_epoch, first_step, run, pipe, steps, head_, enter=None, epoch_end=None):
@@ -267,11 +339,15 @@ def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident"
             with tf.control_dependencies([init]):
                 init = assign_transposes(parts.decoder[0], parts.encoder[0])
         saver = tf1.train.Saver(max_to_keep=3, save_relative_paths=True)
+        variables = {v.op.name: v for v in [*parts.encoder[0], *parts.encoder[1], *parts.decoder[0],
+                                            *parts.decoder[1]]}
+        # a second Saver for the best epoch: its own bookkeeping, so the rolling one never prunes it
+        best_saver = tf1.train.Saver([*variables.values(), global_step], max_to_keep=1, save_relative_paths=True,
+                                     name="best_saver")
         if finalize:
             graph.finalize()
-    variables = {v.op.name: v for v in [*parts.encoder[0], *parts.encoder[1], *parts.decoder[0], *parts.decoder[1]]}
     return AutoEncoder(cfg, graph, x, variables, model["train"], model["finetune"], model["sync_op"],
-                       model["untie_op"], global_step, init, saver, pipe, model["stages"])
+                       model["untie_op"], global_step, init, saver, best_saver, pipe, model["stages"])
 
 
 def _heads_and_stages(parts, run):

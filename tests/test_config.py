@@ -31,6 +31,10 @@ from tae_config import AEConfig, ConfigError, RunConfig
     (RunConfig, dict(rbm_lr=0.0), "rbm_lr"), (RunConfig, dict(rbm_weight_cost=-1.0), "rbm_weight_cost"),
     (RunConfig, dict(rbm_momentum=(0.5,)), "rbm_momentum"), (RunConfig, dict(rbm_momentum=(0.5, 1.5)), "rbm_momentum"),
     (RunConfig, dict(dataset=""), "dataset"),
+    (AEConfig, dict(mask_noise=1.0), "mask_noise"), (AEConfig, dict(mask_noise=-0.1), "mask_noise"),
+    (AEConfig, dict(gaussian_noise=-1.0), "gaussian_noise"), (AEConfig, dict(weight_decay=float("nan")), "weight_decay"),
+    (AEConfig, dict(code_dropout=1.0), "code_dropout"), (AEConfig, dict(hidden_dropout=True), "hidden_dropout"),
+    (RunConfig, dict(validation=-1), "validation"), (RunConfig, dict(patience=0), "patience"),
 ])
 def test_a_bad_field_is_named(cls, kwargs, field):
     with pytest.raises(ConfigError) as e:
@@ -58,9 +62,13 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states)
     "--output-activation": ("output_activation", "linear with mse, sigmoid with xent"), "--loss": ("loss", "mse"),
     "--trainable": ("trainable", "all"), "--optimizer": ("optimizer", "adam"), "--lr": ("learning_rate", "0.001"),
     "--lr-schedule": ("lr_schedule", "constant"), "--lr-decay-steps": ("lr_decay_steps", "all the run's training steps"),
-    "--seed": ("seed", "0"), "--dataset": ("dataset", "auto"),
+    "--seed": ("seed", "0"), "--mask-noise": ("mask_noise", "0.0"), "--gaussian-noise": ("gaussian_noise", "0.0"),
+    "--weight-decay": ("weight_decay", "0.0"), "--code-dropout": ("code_dropout", "0.0"),
+    "--hidden-dropout": ("hidden_dropout", "0.0"), "--dataset": ("dataset", "auto"),
     "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets"),
     "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets"), "--batch-size": ("batch_size", "32"),
+    "--validation": ("validation", "5000 for MNIST and Fashion-MNIST (55,000 train), a tenth of the training set otherwise"),
+    "--patience": ("patience", "never"),
     "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", "step"),
     "--pretrain": ("pretrain", "none"), "--pretrain-epochs": ("pretrain_epochs", "10"), "--rbm-lr": ("rbm_lr", "0.1"),
     "--rbm-lr-linear": ("rbm_lr_linear", "0.001"), "--rbm-weight-cost": ("rbm_weight_cost", "0.0002"),
@@ -98,6 +106,8 @@ def test_flags_parse_into_the_configs():
      "--code-activation linear"),
     (dict(init="snippet"), dict(pretrain="rbm"), "init", "no --pretrain"),
     (dict(), dict(dataset="digits", data_dir="/x"), "data_dir", "--dataset auto, mnist or fashion_mnist"),
+    (dict(), dict(validation=0, patience=3), "patience", "a validation split"),
+    (dict(dims=(64, 8)), dict(), "hidden_dropout", "hidden layers"),
 ])
 def test_a_field_that_does_nothing_is_named(model, run, field, needs):
     m, r = AEConfig(**model), RunConfig(**run)
@@ -109,9 +119,20 @@ def test_a_field_that_does_nothing_is_named(model, run, field, needs):
 def test_resolve_fills_the_data_dependent_defaults():
     model, run = tae_config.resolve({}, RunConfig(), (8, 8), 64, 1437)
     assert model.dims == (64, 16, 4, 4) and run.epochs == 200 and run.tied_epochs is None
+    assert run.validation == 143
     model, run = tae_config.resolve({"mode": "tied-untied"}, RunConfig(epochs=5), (28, 28), 784, 60000)
     assert model.dims == (784, 196, 81, 49) and run.tied_epochs == 3
     assert tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000)[1].epochs == 10
+    # the validation split: TF1's 5,000 of MNIST's 60,000; a tenth elsewhere; as given; checked
+    assert tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000, "mnist")[1].validation \
+        == 5000 == tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000, "fashion_mnist")[1].validation
+    assert tae_config.resolve({}, RunConfig(validation=0), (28, 28), 784, 60000, "mnist")[1].validation == 0
+    with pytest.raises(ConfigError) as e:
+        tae_config.resolve({}, RunConfig(validation=100), (8, 8), 64, 100)
+    assert e.value.field == "validation"
+    with pytest.raises(ConfigError) as e:  # 90 left for training: a batch of 95 cannot be drawn
+        tae_config.resolve({}, RunConfig(batch_size=95), (8, 8), 64, 100)
+    assert e.value.field == "batch_size"
     with pytest.raises(ConfigError, match="give --dims") as e:
         tae_config.resolve({}, RunConfig(), None, 10, 100)
     assert e.value.field == "dims"
@@ -119,7 +140,7 @@ def test_resolve_fills_the_data_dependent_defaults():
         tae_config.resolve({}, RunConfig(batch_size=200), (8, 8), 64, 100)
     assert e.value.field == "batch_size"
     with pytest.raises(ConfigError) as e:
-        tae_config.resolve({"activation": "relu"}, RunConfig(pretrain="rbm"), (8, 8), 64, 100)
+        tae_config.resolve({"activation": "relu"}, RunConfig(pretrain="rbm", validation=0), (8, 8), 64, 100)
     assert e.value.field == "pretrain"
 
 

@@ -346,12 +346,16 @@ def test_progress_lives_in_the_graph_and_survives_a_mid_epoch_start():
         assert sess.run([pipe.figure_sum, pipe.seconds]) == [0.0, 0.0]  # a new epoch starts them at 0
 
 
-@pytest.mark.parametrize("mode", tae.MODES)
-def test_multi_step_equals_single_steps(mode):
+REGULARISED = dict(mask_noise=0.2, gaussian_noise=0.1, code_dropout=0.3, hidden_dropout=0.2, weight_decay=1e-3)
+
+
+@pytest.mark.parametrize("mode, extra", [(m, {}) for m in tae.MODES] + [("tied-untied", REGULARISED)])
+def test_multi_step_equals_single_steps(mode, extra):
     """A stage's steps tensor (n steps in one while_loop) gives bit-identical losses and variables
-    to n separate train_op calls on the same batches, learning-rate schedule included."""
+    to n separate train_op calls on the same batches, learning-rate schedule included, and the
+    same noise and dropout (keyed by the global step)."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
-    cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2)
+    cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2, **extra)
     run = RunConfig(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
     results = []
     for looped in (False, True):
@@ -369,7 +373,7 @@ def test_multi_step_equals_single_steps(mode):
                     for n in (7, 3):
                         losses += list(sess.run(stage.steps, {pipe.steps_placeholder: n}))
                 else:
-                    losses += [sess.run([stage.head.loss, stage.head.train_op])[0] for _ in range(10)]
+                    losses += [sess.run([stage.head.training.loss, stage.head.train_op])[0] for _ in range(10)]
                 if stage.epoch_end is not None:
                     sess.run(stage.epoch_end)
             results.append((losses, values(sess, ae), sess.run(ae.global_step)))
@@ -389,3 +393,101 @@ def test_stages_say_what_runs_when():
     assert tae.final_head(ae) is ae.finetune
     never = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied"), RunConfig(epochs=2, tied_epochs=2), 100)
     assert tae.final_head(never) is never.train  # an untied stage of 0 epochs never unties
+
+
+# --- regularisers ----------------------------------------------------------------------------------
+
+SIGMOID = dict(activation="sigmoid", code_activation="sigmoid")  # np_forward's model
+
+
+def np_mse(vals, inputs, target, dims, tied=True):
+    return float(np.mean((np_forward(vals, inputs, dims, tied=tied) - target) ** 2))
+
+
+def test_input_noise_corrupts_the_training_pass_only():
+    """Masking noise zeroes a fraction of the inputs and leaves the rest as they are (Theano's dA);
+    Gaussian noise is added after it; the training loss is the NumPy model on the noisy input scored
+    against the clean one; evaluation sees no noise. The noise is a function of the global step."""
+    dims = (200, 30, 10)
+    x = np.random.RandomState(0).uniform(0.1, 1, (64, 200)).astype(np.float32)
+    for cfg in (tae.AEConfig(dims=dims, mask_noise=0.3, **SIGMOID), tae.AEConfig(dims=dims, gaussian_noise=0.2, **SIGMOID),
+                tae.AEConfig(dims=dims, mask_noise=0.5, gaussian_noise=0.1, **SIGMOID)):
+        ae = tae.build(cfg)
+        with session(ae) as sess:
+            t = ae.train.training
+            noisy, train_loss, loss, again = sess.run([t.input, t.loss, ae.train.loss, t.input], {ae.x: x})
+            vals = values(sess, ae)
+            sess.run(ae.train.train_op, {ae.x: x})
+            moved = sess.run(t.input, {ae.x: x})
+        masked = noisy == 0 if not cfg.gaussian_noise else np.abs(noisy) < 1e-12
+        if cfg.mask_noise and not cfg.gaussian_noise:
+            assert abs(masked.mean() - cfg.mask_noise) < 0.02
+            np.testing.assert_array_equal(noisy[~masked], x[~masked])
+        if cfg.gaussian_noise and not cfg.mask_noise:
+            diff = noisy - x
+            assert abs(diff.std() - cfg.gaussian_noise) < 0.005 and abs(diff.mean()) < 0.005
+        if cfg.mask_noise and cfg.gaussian_noise:  # masked values become pure noise around 0
+            kept = np.abs(noisy - x) < 4 * cfg.gaussian_noise
+            assert abs((1 - kept.mean()) - cfg.mask_noise * np.mean(x > 4 * cfg.gaussian_noise)) < 0.03
+        np.testing.assert_allclose(train_loss, np_mse(vals, noisy, x, dims), rtol=1e-5)
+        np.testing.assert_allclose(loss, np_mse(vals, x, x, dims), rtol=1e-5)  # evaluation: clean
+        assert np.array_equal(noisy, again) and not np.array_equal(noisy, moved)  # same step, same noise
+
+
+def test_dropout_drops_the_code_in_training_only():
+    """Inverted dropout on the code: each value 0 or the clean code / (1 - rate); the training loss
+    is the NumPy decoder on that code; hidden dropout also changes the training pass, never evaluation."""
+    dims = (20, 16, 64)
+    x = batches(1, 20, size=256)[0]
+    cfg = tae.AEConfig(dims=dims, code_dropout=0.4, **SIGMOID)
+    ae = tae.build(cfg)
+    with session(ae) as sess:
+        code, dropped, train_loss, loss = sess.run([ae.train.code, ae.train.training.code, ae.train.training.loss,
+                                                    ae.train.loss], {ae.x: x})
+        vals = values(sess, ae)
+    zero = dropped == 0
+    assert abs(zero.mean() - 0.4) < 0.02
+    np.testing.assert_allclose(dropped[~zero], code[~zero] / 0.6, rtol=1e-6)
+    recon = dropped.astype(np.float64) @ vals["encoder/layer_1/kernel"].T + vals["decoder/layer_0/bias"]
+    recon = 1 / (1 + np.exp(-recon)) @ vals["encoder/layer_0/kernel"].T + vals["decoder/layer_1/bias"]
+    np.testing.assert_allclose(train_loss, np.mean((recon - x) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(loss, np_mse(vals, x, x, dims), rtol=1e-5)
+    hidden = tae.build(tae.AEConfig(dims=dims, hidden_dropout=0.5, **SIGMOID))
+    with session(hidden) as sess:
+        vals = values(sess, hidden)
+        train_loss, loss, code, dropped = sess.run([hidden.train.training.loss, hidden.train.loss, hidden.train.code,
+                                                    hidden.train.training.code], {hidden.x: x})
+    np.testing.assert_allclose(loss, np_mse(vals, x, x, dims), rtol=1e-5)
+    assert abs(train_loss - loss) > 1e-4 and not np.allclose(code, dropped)  # the hidden layer was dropped
+
+
+@pytest.mark.parametrize("mode", tae.MODES)
+def test_weight_decay_is_l2_on_each_trained_kernel_once(mode):
+    """One SGD step with weight decay wd moves each kernel in var_list by an extra -lr * wd * W,
+    once (a tied kernel too: it is one variable), and no bias; the objective adds wd * sum(W^2) / 2."""
+    lr, wd = 0.1, 0.5
+    x = batches(1, SMALL[0])[0]
+    ends = {}
+    for decay in (0.0, wd):
+        ae = tae.build(tae.AEConfig(dims=SMALL, mode=mode, optimizer="sgd", learning_rate=lr, weight_decay=decay,
+                                    seed=4))
+        head = ae.finetune if mode == "tied-untied" else ae.train
+        with session(ae) as sess:
+            if ae.untie_op is not None:
+                sess.run(ae.untie_op)
+            before = values(sess, ae)
+            loss, objective = sess.run([head.training.loss, head.training.objective], {ae.x: x})
+            sess.run(head.train_op, {ae.x: x})
+            ends[decay] = values(sess, ae)
+        trained = {v.op.name for v in head.var_list}
+        kernels = [n for n in trained if n.endswith("/kernel")]
+        np.testing.assert_allclose(objective - loss, decay * sum(np.sum(before[n].astype(np.float64) ** 2)
+                                                                 for n in kernels) / 2, rtol=1e-5)
+    for name in ends[0.0]:
+        extra = ends[wd][name] - ends[0.0][name]
+        expect = -lr * wd * before[name] if name in kernels else 0 * before[name]
+        if mode == "sync" and name.startswith("decoder/") and name.endswith("/kernel"):  # the copy follows W^T
+            mirror = f"encoder/layer_{len(SMALL) - 2 - int(name.split('_')[1][0])}/kernel"
+            expect = -lr * wd * before[mirror].T
+        np.testing.assert_allclose(extra, expect, atol=1e-6, err_msg=name)
+    assert ("decoder/layer_0/kernel" in kernels) == (mode in ("untied", "tied-untied"))

@@ -125,7 +125,8 @@ def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     args = tae_cli.make_parser().parse_args(RBM_RUN)
     model_values, run = tae_cli.early_configs(tae_cli.given_flags(args))
     ds = tae_data.load("digits")
-    model, run = tae_config.resolve(model_values, run, ds.image_shape, 64, len(ds.train))
+    model, run = tae_config.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
+    tae_data.split_validation(ds, run.validation)  # as train.py does
     out = tmp_path / "stopped"
     tae_files.prepare(out)
     with pytest.raises(tae_files.Stopped) as e:  # 28 steps an epoch: a look after 16, one at the end

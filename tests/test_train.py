@@ -55,14 +55,17 @@ def test_default_command_on_a_fresh_machine(tmp_path):
     assert baselines["pca"]["components"] == 4  # the code size
     assert final["test_mse"] < baselines["pca"]["test_mse"] < baselines["mean"]["test_mse"]
     last = r.stdout.strip().splitlines()[-2]
-    assert last.startswith(f"final: test mse {final['test_mse']:.5f}; PCA-4 {baselines['pca']['test_mse']:.5f}; "
+    assert final["best_epoch"] == min(metrics["epochs"], key=lambda m: m["validation_sse_per_image"])["epoch"]
+    assert last.startswith(f"final (epoch {final['best_epoch']} of 200, the lowest validation error): "
+                           f"test mse {final['test_mse']:.5f}; PCA-4 {baselines['pca']['test_mse']:.5f}; "
                            f"mean image {baselines['mean']['test_mse']:.5f}"), last
     assert decode_png(run / "recon.png").shape[-1] in (3, 4)
     assert decode_png(run / "curves.png").ndim == 3
-    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * (1437 // 32)}")
+    assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * ((1437 - 143) // 32)}")
     events = list(run.glob("events.out.tfevents.*"))
     tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
-    assert {"loss/train", "loss/test", "test/sse_per_image"} == tags
+    assert {"loss/train", "loss/validation", "loss/test", "validation/sse_per_image", "test/sse_per_image"} == tags
+    assert (run / "best_checkpoint").read_text().startswith(f'model_checkpoint_path: "best-{final["best_epoch"] * 40}"')
 
 
 def test_the_question_preset_is_one_flag_away(tmp_path, capsys):
@@ -90,11 +93,77 @@ def test_resume_continues_and_refuses_other_flags(tmp_path, capsys):
     assert code == 0 and "resuming" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["stage"] for m in metrics["epochs"]] == ["tied", "untied", "untied", "untied"]  # the untie stays put
-    assert sorted(p.name for p in out.glob("ckpt-*.index")) == [f"ckpt-{k * 14}.index" for k in (2, 3, 4)]  # pruned
+    assert sorted(p.name for p in out.glob("ckpt-*.index")) == [f"ckpt-{k * 12}.index" for k in (2, 3, 4)]  # pruned
     code, _, err = call(capsys, "--out", out, "--resume", "--mode", "tied", "--loss", "xent")
     assert code == 2 and "--mode tied (run has tied-untied)" in err and "--loss xent (run has mse)" in err
     code, stdout, _ = call(capsys, "--out", out, "--resume")
     assert code == 0 and "is complete (4 epochs)" in stdout and "--epochs N, with N above 4" in stdout
+
+
+def test_validation_picks_the_best_epoch_and_stops_early(tmp_path, capsys):
+    """The first 143 digits are held out; the best epoch is the lowest validation error, its checkpoint
+    is kept apart from the rolling three, the final figures are its own, and --patience stops the run."""
+    out = tmp_path / "run"
+    code, stdout, _ = call(capsys, "--dataset", "digits", "--dims", "64,512,16", "--mode", "untied", "--lr", "0.003",
+                           "--batch-size", "100", "--epochs", "40", "--patience", "2", "--out", out)
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    epochs, final = metrics["epochs"], metrics["final"]
+    best = min(epochs, key=lambda m: m["validation_sse_per_image"])
+    assert final["best_epoch"] == best["epoch"] and final["validation_sse_per_image"] == best["validation_sse_per_image"]
+    # it stopped 2 epochs after the best, before the 40 it was given (512 untied units overfit 1,294 images)
+    assert final["stopped_early"] == len(epochs) == best["epoch"] + 2 < 40 and "stopping early" in stdout
+    assert final["test_sse_per_image"] == pytest.approx(best["test_sse_per_image"], rel=1e-6)  # the best's weights
+    assert final["test_sse_per_image"] != pytest.approx(epochs[-1]["test_sse_per_image"], rel=1e-6)
+    assert (out / "best_checkpoint").read_text().startswith(f'model_checkpoint_path: "best-{best["global_step"]}"')
+    assert [p.name for p in out.glob("best-*.index")] == [f"best-{best['global_step']}.index"]  # one kept
+    assert len(list(out.glob("ckpt-*.index"))) == 3
+    code, stdout, _ = call(capsys, "--out", out, "--resume")
+    assert code == 0 and f"stopped early after epoch {len(epochs)} of 40" in stdout
+    code, _, err = call(capsys, "--dataset", "digits", "--validation", "0", "--patience", "2", "--out", tmp_path / "x")
+    assert code == 2 and "--patience does nothing here" in err and not (tmp_path / "x").exists()
+
+
+def test_a_best_checkpoint_lost_to_a_kill_is_saved_again_on_resume(tmp_path, capsys, monkeypatch):
+    """A kill between the rolling and the best checkpoint of an epoch leaves the best unsaved; the
+    resume saves it from the restored step before training on."""
+    import tae_runner
+
+    out = tmp_path / "run"
+    assert call(capsys, "--dataset", "digits", "--batch-size", "100", "--epochs", "2", "--out", out)[0] == 0
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert final["best_epoch"] == 2
+    saved = {p.name: p.read_bytes() for p in out.glob("best*")}
+    for name in saved:
+        (out / name).unlink()  # as if killed after ckpt-24 was written and before best-24
+
+    class StopAtOnce:  # Ctrl-C at the first look of the resumed run
+        signum = 2
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr(tae_runner, "StopRequest", StopAtOnce)
+    code, stdout, err = call(capsys, "--out", out, "--resume", "--epochs", "4")  # stops after epoch 3
+    assert code == 130 and "interrupted after epoch 3" in err
+    assert "saved best-24: the best epoch's checkpoint (epoch 2) was missing" in stdout
+    if json.loads((out / "metrics.json").read_text())["epochs"][2]["validation_sse_per_image"] >= \
+            final["validation_sse_per_image"]:  # epoch 3 is no better: best-24 stands, as it was first written
+        assert {p.name: p.read_bytes() for p in out.glob("best-24.*")} == {k: v for k, v in saved.items()
+                                                                         if k != "best_checkpoint"}
+    else:
+        assert [p.name for p in out.glob("best-*.index")] == ["best-36.index"]
+
+
+def test_the_validation_split_is_the_first_examples():
+    ds = tae_data.load_digits()
+    whole = ds.train.copy()
+    tae_data.split_validation(ds, 143)
+    assert np.array_equal(ds.validation, whole[:143]) and np.array_equal(ds.train, whole[143:])
+    assert ds.validation.base is None  # a copy: dropping train later frees the rest
 
 
 def test_compare_writes_table_json_and_plot(tmp_path, capsys):
