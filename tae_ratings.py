@@ -1,0 +1,203 @@
+"""Ratings for collaborative filtering, kept sparse (no TensorFlow): MovieLens 100K's files and a
+user's own ratings file, the validation part carved from the training ratings, the baselines any
+recommender must beat, and the error measures.
+
+A rating set is three parallel arrays, (user, item, rating), never a users x items matrix: memory
+grows with the number of ratings. Ids are the file's own integers; `index` numbers the users and
+items that have training ratings 0..n-1, and a test rating whose user or item has none is "cold"
+(no model can use it; it gets the stated fallback and is counted apart).
+"""
+import dataclasses
+import pathlib
+import re
+from typing import Dict, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from tae_data import DataError
+
+MOVIELENS_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+
+
+@dataclasses.dataclass
+class Ratings:
+    """Parallel arrays: user and item ids (int64, the file's) and ratings (float32)."""
+
+    users: np.ndarray
+    items: np.ndarray
+    values: np.ndarray
+
+    def __len__(self):
+        return len(self.values)
+
+    def take(self, where):
+        return Ratings(self.users[where], self.items[where], self.values[where])
+
+
+@dataclasses.dataclass
+class RatingsData:
+    name: str
+    train: Ratings
+    test: Ratings
+    scale: Tuple[float, float]  # the lowest and highest rating the data allows
+    source: str
+    titles: Dict[int, str] = dataclasses.field(default_factory=dict)  # item id -> title, when known
+    validation: Optional[Ratings] = None
+
+
+_SPLIT_LINE = re.compile(r"::|\t|,|;|\s+")
+
+
+def read_ratings(path, scale=None):
+    """A ratings file: one rating a line, `user item rating` and anything after (MovieLens'
+    timestamp), separated by tabs, commas, semicolons, '::' or spaces; a first line that is not
+    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise DataError(f"cannot read ratings file {path} ({e.strerror or e}); check the path") from None
+    users, items, values = [], [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in _SPLIT_LINE.split(line.strip())]
+        if len(fields) < 3:
+            raise DataError(f"{path} line {number} has {len(fields)} column{'s' * (len(fields) != 1)}; each line "
+                            "needs user, item and rating")
+        try:
+            user, item = int(fields[0]), int(fields[1])
+        except ValueError:
+            if number == 1 and not users:  # a header line
+                continue
+            raise DataError(f"{path} line {number}: user and item must be integer ids; got {fields[0]!r}, "
+                            f"{fields[1]!r}") from None
+        try:
+            value = float(fields[2])
+        except ValueError:
+            raise DataError(f"{path} line {number}: the rating {fields[2]!r} is not a number") from None
+        if not np.isfinite(value) or (scale is not None and not scale[0] <= value <= scale[1]):
+            raise DataError(f"{path} line {number}: the rating {fields[2]} is outside the rating scale "
+                            f"{scale[0]:g} to {scale[1]:g}" if scale else f"{path} line {number}: the rating is {value}")
+        users.append(user)
+        items.append(item)
+        values.append(value)
+    if not values:
+        raise DataError(f"{path} has no ratings; give a file of user, item, rating lines")
+    return Ratings(np.array(users, np.int64), np.array(items, np.int64), np.array(values, np.float32))
+
+
+def read_titles(path):
+    """MovieLens' u.item: `id|title|...`, Latin-1. {item id: title}."""
+    titles = {}
+    for line in pathlib.Path(path).read_text(encoding="latin-1").splitlines():
+        parts = line.split("|")
+        if len(parts) > 1 and parts[0].isdigit():
+            titles[int(parts[0])] = parts[1]
+    return titles
+
+
+def load_movielens(folder, split="u1"):
+    """MovieLens 100K's canonical split `split` (u1..u5: the five-fold cross-validation; ua, ub: ten
+    ratings per user in the test part), ratings 1 to 5, with u.item's titles when present."""
+    if split not in MOVIELENS_SPLITS:
+        raise DataError(f"unknown MovieLens split {split!r}; use one of {', '.join(MOVIELENS_SPLITS)}")
+    folder = pathlib.Path(folder)
+    base, test = folder / f"{split}.base", folder / f"{split}.test"
+    if not base.exists() or not test.exists():
+        raise DataError(f"{folder} has no {base.name} and {test.name}; give the ml-100k folder (with u.data, "
+                        "u1.base ... ub.test)")
+    titles = read_titles(folder / "u.item") if (folder / "u.item").exists() else {}
+    data = RatingsData(f"movielens-{split}", read_ratings(base, (1, 5)), read_ratings(test, (1, 5)), (1.0, 5.0),
+                       str(folder), titles)
+    return check_overlap(data)
+
+
+def load_user_ratings(path, test_path=None, scale=None, seed=0):
+    """A user's ratings file, with its own test file or a seeded 10% of its ratings held out."""
+    ratings = read_ratings(path, scale)
+    if scale is None:
+        scale = (float(ratings.values.min()), float(ratings.values.max()))
+    if test_path is not None:
+        data = RatingsData("ratings", ratings, read_ratings(test_path, scale), scale, str(path))
+    else:
+        if len(ratings) < 10:
+            raise DataError(f"{path} has {len(ratings)} ratings; give at least 10 (a tenth is held out for testing)")
+        order = np.random.RandomState(seed).permutation(len(ratings))
+        cut = len(ratings) - len(ratings) // 10
+        data = RatingsData("ratings", ratings.take(np.sort(order[:cut])), ratings.take(np.sort(order[cut:])), scale,
+                           str(path))
+    return check_overlap(data)
+
+
+def check_overlap(data):
+    """Refuse a test set that shares no user and no item with the training ratings: nothing in it
+    could be predicted by anything but the fallback."""
+    if not (np.isin(data.test.users, data.train.users).any() or np.isin(data.test.items, data.train.items).any()):
+        raise DataError(f"the test ratings of {data.source} share no user and no item with the training ratings; "
+                        "check that the two files belong together")
+    return data
+
+
+def split_validation(data, fraction=0.1, seed=0):
+    """Carve a seeded `fraction` of the training ratings out as data.validation (every choice is made
+    on it; the test ratings choose nothing)."""
+    if fraction:
+        order = np.random.RandomState([seed, 7]).permutation(len(data.train))
+        cut = int(round(len(order) * fraction))
+        data.validation, data.train = data.train.take(np.sort(order[:cut])), data.train.take(np.sort(order[cut:]))
+    return data
+
+
+class Index(NamedTuple):
+    """Dense numbers for the users and items that have training ratings."""
+
+    user_ids: np.ndarray  # dense index -> file id, sorted
+    item_ids: np.ndarray
+
+    def lookup(self, ratings):
+        """(user index, item index, known) for each rating; unknown ids get index 0 and known False."""
+        u = np.searchsorted(self.user_ids, ratings.users).clip(0, len(self.user_ids) - 1)
+        i = np.searchsorted(self.item_ids, ratings.items).clip(0, len(self.item_ids) - 1)
+        known_u, known_i = self.user_ids[u] == ratings.users, self.item_ids[i] == ratings.items
+        return u, i, known_u, known_i
+
+
+def index(train):
+    return Index(np.unique(train.users), np.unique(train.items))
+
+
+def biases(train, reg_user=15.0, reg_item=10.0, sweeps=10):
+    """Global mean and regularised user and item biases by alternating least squares (Koren 2010,
+    section 2.1; scikit-surprise's BaselineOnly defaults): (mean, {user: b_u}, {item: b_i})."""
+    idx = index(train)
+    u, i, _, _ = idx.lookup(train)
+    mu = float(train.values.mean(dtype=np.float64))
+    b_u, b_i = np.zeros(len(idx.user_ids)), np.zeros(len(idx.item_ids))
+    n_u, n_i = np.bincount(u, minlength=len(b_u)), np.bincount(i, minlength=len(b_i))
+    r = train.values.astype(np.float64) - mu
+    for _ in range(sweeps):  # users first, as scikit-surprise's baseline_als
+        b_u = np.bincount(u, r - b_i[i], len(b_u)) / (reg_user + n_u)
+        b_i = np.bincount(i, r - b_u[u], len(b_i)) / (reg_item + n_i)
+    return mu, idx, b_u, b_i
+
+
+def bias_predictions(model, ratings, scale):
+    """Predictions of the bias model for `ratings` (an unknown user or item contributes 0), clipped."""
+    mu, idx, b_u, b_i = model
+    u, i, known_u, known_i = idx.lookup(ratings)
+    return np.clip(mu + np.where(known_u, b_u[u], 0.0) + np.where(known_i, b_i[i], 0.0), *scale)
+
+
+def errors(predictions, ratings):
+    """{"rmse", "mae"} of predictions against the ratings' values."""
+    diff = np.asarray(predictions, np.float64) - ratings.values
+    return {"rmse": float(np.sqrt(np.mean(diff ** 2))), "mae": float(np.mean(np.abs(diff)))}
+
+
+def baselines(data):
+    """The global mean and the bias model on data's test ratings: {name: {rmse, mae}}."""
+    mean = float(data.train.values.mean(dtype=np.float64))
+    model = biases(data.train)
+    return {"global mean": errors(np.full(len(data.test), mean), data.test),
+            "user and item biases": errors(bias_predictions(model, data.test, data.scale), data.test)}

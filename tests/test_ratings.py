@@ -1,0 +1,88 @@
+"""tae_ratings: ratings files read strictly, splits that never leak, and the bias baseline against
+an exact least-squares solution and scikit-surprise's published figures on MovieLens 100K."""
+import numpy as np
+import pytest
+
+import tae_ratings
+from conftest import SHARED_DATA
+from tae_data import DataError
+
+ML100K = SHARED_DATA / "ml-100k"
+
+
+def write(tmp_path, text, name="r.tsv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_reads_tabs_commas_double_colons_and_a_header(tmp_path):
+    for text in ("1\t10\t4\t881250949\n2\t10\t3.5\t1\n", "user,item,rating\n1,10,4\n2,10,3.5\n", "1::10::4::0\n2::10::3.5::0\n"):
+        r = tae_ratings.read_ratings(write(tmp_path, text))
+        assert r.users.tolist() == [1, 2] and r.items.tolist() == [10, 10] and r.values.tolist() == [4.0, 3.5]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("1\t10\n", ["line 1 has 2 columns", "user, item and rating"]),
+    ("1\t10\t4\n2\tten\t3\n", ["line 2", "integer ids", "'ten'"]),
+    ("1\t10\t4\n2\t3.5\t3\n", ["line 2", "integer ids"]),
+    ("1\t10\tgood\n", ["line 1", "'good' is not a number"]),
+    ("1\t10\t6\n", ["line 1", "outside the rating scale 1 to 5"]),
+    ("\n\n", ["has no ratings"]),
+])
+def test_bad_ratings_name_the_line(tmp_path, text, words):
+    with pytest.raises(DataError) as e:
+        tae_ratings.read_ratings(write(tmp_path, text), scale=(1, 5))
+    for w in words:
+        assert w in str(e.value), (w, str(e.value))
+
+
+def test_a_seeded_tenth_is_held_out_and_a_test_file_must_overlap(tmp_path):
+    rng = np.random.RandomState(0)
+    lines = "".join(f"{u}\t{i}\t{rng.randint(1, 6)}\n" for u in range(30) for i in range(10))
+    data = tae_ratings.load_user_ratings(write(tmp_path, lines))
+    again = tae_ratings.load_user_ratings(write(tmp_path, lines))
+    assert len(data.test) == 30 and len(data.train) == 270 and data.scale == (1.0, 5.0)
+    pairs = lambda r: set(zip(r.users.tolist(), r.items.tolist()))  # noqa: E731
+    assert not pairs(data.train) & pairs(data.test) and pairs(data.test) == pairs(again.test)
+    tae_ratings.split_validation(data, 0.1)
+    assert len(data.validation) == 27 and not pairs(data.validation) & (pairs(data.train) | pairs(data.test))
+    with pytest.raises(DataError, match="share no user and no item"):
+        tae_ratings.load_user_ratings(write(tmp_path, lines), write(tmp_path, "500\t500\t3\n", "t.tsv"))
+
+
+def test_unknown_users_and_items_are_flagged():
+    train = tae_ratings.Ratings(np.array([3, 3, 7]), np.array([1, 5, 5]), np.array([4, 2, 5], np.float32))
+    idx = tae_ratings.index(train)
+    u, i, known_u, known_i = idx.lookup(tae_ratings.Ratings(np.array([7, 9, 3]), np.array([5, 5, 2]), np.zeros(3)))
+    assert idx.user_ids[u[0]] == 7 and known_u.tolist() == [True, False, True] and known_i.tolist() == [True, True, False]
+
+
+def test_biases_converge_to_the_regularised_least_squares_solution():
+    """Alternating sweeps against the exact minimiser of sum (r - mu - b_u - b_i)^2 + 15 |b_u|^2 + 10 |b_i|^2."""
+    rng = np.random.RandomState(1)
+    users, items = rng.randint(0, 40, 600), rng.randint(0, 25, 600)
+    train = tae_ratings.Ratings(users, items, rng.randint(1, 6, 600).astype(np.float32))
+    mu, idx, b_u, b_i = tae_ratings.biases(train, sweeps=300)
+    u, i, _, _ = idx.lookup(train)
+    design = np.zeros((600, len(b_u) + len(b_i)))
+    design[np.arange(600), u] = 1
+    design[np.arange(600), len(b_u) + i] = 1
+    penalty = np.diag([15.0] * len(b_u) + [10.0] * len(b_i))
+    exact = np.linalg.solve(design.T @ design + penalty, design.T @ (train.values - mu))
+    np.testing.assert_allclose(np.concatenate([b_u, b_i]), exact, atol=1e-6)
+
+
+def test_movielens_folds_and_the_bias_baseline_match_scikit_surprise():
+    if not (ML100K / "u1.base").exists():
+        pytest.skip(f"MovieLens 100K not found at {ML100K} (only developers' machines and CI have ../shared)")
+    rmse = []
+    for k in range(1, 6):
+        data = tae_ratings.load_movielens(ML100K, f"u{k}")
+        assert (len(data.train), len(data.test)) == (80000, 20000) and data.titles[1] == "Toy Story (1995)"
+        rmse.append(tae_ratings.baselines(data)["user and item biases"]["rmse"])
+    # scikit-surprise 1.1.5's BaselineOnly (ALS, reg_u 15, reg_i 10, 10 epochs) on the same folds:
+    # u1 0.9599, mean 0.9457
+    assert rmse[0] == pytest.approx(0.9599, abs=2e-4) and np.mean(rmse) == pytest.approx(0.9457, abs=2e-4)
+    with pytest.raises(DataError, match="unknown MovieLens split"):
+        tae_ratings.load_movielens(ML100K, "u6")
