@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 MODES = ("untied", "tied", "sync", "tied-untied")
 INITS = ("glorot", "snippet")
 ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "linear")
-LOSSES = ("mse", "xent")
+LOSSES = ("mse", "xent", "masked_mse")
 TRAINABLE = ("all", "encoder", "decoder")
 OPTIMIZERS = ("adam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
@@ -107,7 +107,8 @@ class AEConfig:
     output_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
         "linear | sigmoid", default_text="linear with mse, sigmoid with xent"))
     loss: str = dataclasses.field(default="mse", metadata=option(
-        "mse (tf.losses.mean_squared_error) | xent (sigmoid cross-entropy on the logits)"))
+        "mse (tf.losses.mean_squared_error) | xent (sigmoid cross-entropy on the logits) | masked_mse (ratings: "
+        "squared error over the non-zero inputs only, divided by their count; 0 means unrated)"))
     trainable: str = dataclasses.field(default="all", metadata=option(
         "what minimize(var_list=...) trains: all | encoder | decoder"))
     optimizer: str = dataclasses.field(default="adam", metadata=option("adam | sgd"))

@@ -1,7 +1,10 @@
 """The training input as TF1 graph parts: the data set held once in the graph, batches drawn in
 the graph, several training steps per Session call, and the Stage a training run is made of.
 
-    examples   [N, D] float32 variable, filled once (`load`), never saved (LOCAL_VARIABLES)
+    examples   [N, D] float32 variable, filled once (`load`), never saved (LOCAL_VARIABLES); or, with
+               `nnz` (ratings), a CSR matrix (data/indptr, data/columns, data/values) whose drawn
+               rows are scattered into a dense batch in the graph: memory grows with the stored
+               values, not N x D
     epoch      `start_epoch_op` takes the epoch's order (a permutation, fed), the batch size B and
                the step to start at, so a run resumed mid-epoch sees exactly the batches it missed;
                each draw gathers the next B rows of the order (batches past N // B are never drawn).
@@ -41,6 +44,8 @@ class Pipeline(NamedTuple):
     seconds: tf.Variable  # progress/seconds: float64, the epoch's training seconds so far
     seconds_placeholder: tf.Tensor
     set_seconds_op: tf.Operation
+    sparse_placeholders: Optional[tuple] = None  # sparse: (indptr [N+1] int64, columns [nnz] int64, values [nnz])
+    # for load_rows_op, which then fills the CSR arrays in one call (rows_placeholder and offset are None)
 
 
 class Stage(NamedTuple):
@@ -64,26 +69,26 @@ class Stage(NamedTuple):
         return self.first_step + self.epochs * self.steps_per_epoch
 
 
-def pipeline(num_examples, dim, kind="resident"):
+def pipeline(num_examples, dim, kind="resident", nnz=None):
     """The Pipeline of an [num_examples, dim] float32 training set, built into the default graph.
     kind: resident (an in-graph cursor over the epoch's order; the default: the faster here) or
     tfdata (the TF1 tf.data idiom; benchmarks/throughput.py compares the two). Both draw the same
-    batches in the same order."""
+    batches in the same order. nnz: hold the set as a sparse CSR matrix with that many stored
+    values instead (ratings: memory grows with nnz, and each batch is made dense in the graph)."""
     if kind not in INPUTS:
         raise ValueError(f"kind must be one of {', '.join(INPUTS)}; got {kind!r}")
     local = [tf1.GraphKeys.LOCAL_VARIABLES]  # not part of the model: never saved
     with tf1.variable_scope("data"):
-        # Empty reserves the memory without writing it (a zeros initializer would touch every page)
-        examples = tf1.get_variable("examples", [num_examples, dim], trainable=False, collections=local,
-                                    initializer=lambda shape, dtype, **_: tf.raw_ops.Empty(shape=shape, dtype=dtype))
-        rows = tf1.placeholder(tf.float32, [None, dim], name="rows")
-        offset = tf1.placeholder(tf.int32, [], name="offset")
-        load_rows = examples[offset : offset + tf.shape(rows)[0]].assign(rows).op  # in place, no second copy
+        if nnz is None:
+            store, rows, offset, load_rows, gather, sparse = _dense(num_examples, dim, local)
+        else:
+            store, load_rows, gather, sparse = _sparse(num_examples, dim, nnz, local)
+            rows = offset = None
         order = tf1.placeholder(tf.int32, [num_examples], name="order")
         batch = tf1.placeholder(tf.int64, [], name="batch_size")
         start = tf1.placeholder_with_default(tf.constant(0, tf.int64), [], name="start_step")
         steps = tf1.placeholder_with_default(1, [], name="steps")
-        begin, next_batch, init = INPUTS[kind](examples, order, batch, start, local)
+        begin, next_batch, init = INPUTS[kind](gather, order, batch, start, local)
     with tf1.variable_scope("progress"):
         figure_sum = tf1.get_variable("figure_sum", [], tf.float64, tf1.zeros_initializer(), trainable=False)
         seconds = tf1.get_variable("seconds", [], tf.float64, tf1.zeros_initializer(), trainable=False)
@@ -92,11 +97,45 @@ def pipeline(num_examples, dim, kind="resident"):
         fresh, zero = start <= 0, tf.constant(0.0, tf.float64)  # a resumed epoch keeps the checkpoint's sums
         start_epoch = tf.group(begin, figure_sum.assign(tf1.where(fresh, zero, figure_sum)),
                                seconds.assign(tf1.where(fresh, zero, seconds)))
-    return Pipeline(num_examples, tf.group(examples.initializer, init), rows, offset, load_rows, order, batch, start,
-                    start_epoch, steps, next_batch, figure_sum, seconds, seconds_in, set_seconds)
+    return Pipeline(num_examples, tf.group(*[v.initializer for v in store], init), rows, offset, load_rows, order,
+                    batch, start, start_epoch, steps, next_batch, figure_sum, seconds, seconds_in, set_seconds, sparse)
 
 
-def _resident(examples, order, batch, start, local):
+def _empty(shape, dtype, **_):  # reserves the memory without writing it (zeros would touch every page)
+    return tf.raw_ops.Empty(shape=shape, dtype=dtype)
+
+
+def _dense(num_examples, dim, local):
+    examples = tf1.get_variable("examples", [num_examples, dim], trainable=False, collections=local,
+                                initializer=_empty)
+    rows = tf1.placeholder(tf.float32, [None, dim], name="rows")
+    offset = tf1.placeholder(tf.int32, [], name="offset")
+    load_rows = examples[offset : offset + tf.shape(rows)[0]].assign(rows).op  # in place, no second copy
+    return (examples,), rows, offset, load_rows, lambda index: tf.gather(examples, index), None
+
+
+def _sparse(num_examples, dim, nnz, local):
+    """A CSR matrix in three local variables; a draw of rows `index` scatters their stored values
+    into a dense [len(index), dim] batch (zeros elsewhere)."""
+    new = lambda name, dtype, shape: tf1.get_variable(name, shape, dtype, trainable=False,  # noqa: E731
+                                                      collections=local, initializer=_empty)
+    indptr, columns, values = new("indptr", tf.int64, [num_examples + 1]), new("columns", tf.int64, [nnz]), \
+        new("values", tf.float32, [nnz])
+    feeds = (tf1.placeholder(tf.int64, [num_examples + 1], name="indptr_in"),
+             tf1.placeholder(tf.int64, [nnz], name="columns_in"), tf1.placeholder(tf.float32, [nnz], name="values_in"))
+    load = tf.group(*[v.assign(f) for v, f in zip((indptr, columns, values), feeds)])
+
+    def gather(index):
+        index = tf.cast(index, tf.int64)
+        positions = tf.ragged.range(tf.gather(indptr, index), tf.gather(indptr, index + 1))
+        where = tf.stack([positions.value_rowids(), tf.gather(columns, positions.flat_values)], axis=1)
+        shape = tf.stack([tf.size(index, out_type=tf.int64), tf.constant(dim, tf.int64)])
+        return tf.scatter_nd(where, tf.gather(values, positions.flat_values), shape)
+
+    return (indptr, columns, values), load, gather, feeds
+
+
+def _resident(gather, order, batch, start, local):
     """The epoch's order, the batch size and a cursor in local variables; each draw moves the cursor."""
     new = lambda name, dtype, shape: tf1.get_variable(name, shape, dtype, tf1.zeros_initializer(),  # noqa: E731
                                                       trainable=False, collections=local)
@@ -106,16 +145,16 @@ def _resident(examples, order, batch, start, local):
     def next_batch():
         size = batch_v.read_value()
         end = cursor.assign_add(size)
-        return tf.gather(examples, order_v[end - size : end])
+        return gather(order_v[end - size : end])
 
     return begin, next_batch, tf.group(order_v.initializer, batch_v.initializer, cursor.initializer)
 
 
-def _tfdata(examples, order, batch, start, local):
+def _tfdata(gather, order, batch, start, local):
     """tf.data through an initializable iterator: the order, skipped to the start step, batched with
     drop_remainder, gathered from the training set and prefetched."""
     batches = (tf.data.Dataset.from_tensor_slices(order).skip(start * batch).batch(batch, drop_remainder=True)
-               .map(lambda index: tf.gather(examples, index)).prefetch(1))
+               .map(gather).prefetch(1))
     iterator = tf1.data.make_initializable_iterator(batches)
     return iterator.initializer, iterator.get_next, tf.no_op()
 
@@ -125,7 +164,13 @@ INPUTS = {"resident": _resident, "tfdata": _tfdata}
 
 def load(sess, pipe, data, rows=4096):
     """Copy `data` [N, D] into the graph's training set, a block of rows at a time (runs ops built
-    with the graph; adds none). Run the model's init_op first."""
+    with the graph; adds none); a sparse pipeline takes (indptr, columns, values), CSR. Run the
+    model's init_op first."""
+    if pipe.sparse_placeholders is not None:
+        if len(data[0]) != pipe.num_examples + 1:
+            raise ValueError(f"the graph holds {pipe.num_examples} rows; got an indptr of {len(data[0])}")
+        sess.run(pipe.load_rows_op, dict(zip(pipe.sparse_placeholders, data)))
+        return
     if len(data) != pipe.num_examples:
         raise ValueError(f"the graph holds {pipe.num_examples} examples; got {len(data)}")
     for start in range(0, len(data), rows):

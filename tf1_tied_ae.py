@@ -196,12 +196,18 @@ def weight_decay(cfg, var_list):
 
 
 def loss_terms(cfg, x, logits, reconstruction):
-    """Scalar training loss, and the per-example sum of squared errors [batch] used to report."""
-    if cfg.loss == "mse":  # as the question: mean over batch and pixels
+    """Scalar training loss, and the per-example sum of squared errors [batch] used to report
+    (masked_mse: over the observed values only, so unrated items are never learned as zeros)."""
+    squared = tf.math.squared_difference(x, reconstruction)
+    if cfg.loss == "masked_mse":  # AutoRec's and DeepRecommender's loss: observed ratings only
+        observed = tf.cast(tf.not_equal(x, 0.0), tf.float32)
+        squared = squared * observed
+        loss = tf.reduce_sum(squared) / tf.maximum(tf.reduce_sum(observed), 1.0)
+    elif cfg.loss == "mse":  # as the question: mean over batch and pixels
         loss = tf1.losses.mean_squared_error(labels=x, predictions=reconstruction)
     else:  # xent: the numerically stable form on the logits
         loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
-    return loss, tf.reduce_sum(tf.math.squared_difference(x, reconstruction), axis=1)
+    return loss, tf.reduce_sum(squared, axis=1)
 
 
 def make_optimizer(cfg, global_step, first_step=0, decay_steps=None):

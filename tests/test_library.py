@@ -491,3 +491,57 @@ def test_weight_decay_is_l2_on_each_trained_kernel_once(mode):
             expect = -lr * wd * before[mirror].T
         np.testing.assert_allclose(extra, expect, atol=1e-6, err_msg=name)
     assert ("decoder/layer_0/kernel" in kernels) == (mode in ("untied", "tied-untied"))
+
+
+# --- ratings: a sparse training set and the masked loss ---------------------------------------------
+
+def csr(dense):
+    """(indptr, columns, values) of a dense matrix's non-zero entries, row by row (NumPy)."""
+    rows, cols = np.nonzero(dense)
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(dense)))]).astype(np.int64)
+    return indptr, cols.astype(np.int64), dense[rows, cols].astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", tf1_input.INPUTS)
+def test_a_sparse_training_set_draws_the_dense_rows(kind):
+    """Rows held as CSR and scattered into dense batches in the graph equal the dense rows (empty
+    rows included), in the epoch's order, with the same resume-mid-epoch start."""
+    rng = np.random.RandomState(0)
+    dense = (rng.randint(1, 6, (12, 9)) * (rng.rand(12, 9) < 0.3)).astype(np.float32)
+    dense[4] = 0  # a user with no ratings
+    order = rng.permutation(12).astype(np.int32)
+    graph = tf.Graph()
+    with graph.as_default():
+        pipe = tf1_input.pipeline(12, 9, kind, nnz=int(np.count_nonzero(dense)))
+        batch = pipe.next_batch()
+        init = tf.group(tf1.local_variables_initializer(), tf1.global_variables_initializer())
+    with tf1.Session(graph=graph) as sess:
+        sess.run(init)
+        tf1_input.load(sess, pipe, csr(dense))
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 5})
+        drawn = [sess.run(batch), sess.run(batch)]
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: 5,
+                                       pipe.start_placeholder: 1})
+        resumed = sess.run(batch)
+    np.testing.assert_array_equal(drawn[0], dense[order[:5]])
+    np.testing.assert_array_equal(drawn[1], dense[order[5:10]])
+    np.testing.assert_array_equal(resumed, dense[order[5:10]])
+
+
+def test_masked_loss_counts_the_observed_ratings_only():
+    """masked_mse is the mean squared error over the non-zero inputs (NumPy), so what the model
+    predicts for an unrated item never enters the loss or its gradient."""
+    dims = (9, 5, 3)
+    rng = np.random.RandomState(1)
+    x = (rng.randint(1, 6, (6, 9)) * (rng.rand(6, 9) < 0.4)).astype(np.float32)
+    ae = tae.build(tae.AEConfig(dims=dims, loss="masked_mse", **SIGMOID), finalize=False)
+    with ae.graph.as_default():
+        grad = tf.gradients(ae.train.loss, ae.train.reconstruction)[0]
+    with session(ae) as sess:
+        loss, sse, recon, g = sess.run([ae.train.loss, ae.train.sse, ae.train.reconstruction, grad], {ae.x: x})
+        vals = values(sess, ae)
+    seen = x != 0
+    np.testing.assert_allclose(recon, np_forward(vals, x, dims), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.sum(((recon - x) ** 2)[seen]) / seen.sum(), rtol=1e-5)
+    np.testing.assert_allclose(sse, np.sum(np.where(seen, (recon - x) ** 2, 0), axis=1), rtol=1e-5)
+    assert np.all(g[~seen] == 0) and np.all(g[seen] != 0)
