@@ -220,7 +220,9 @@ def compare(model, run, ds, out, log=print):
         sub = dataclasses.replace(run, tied_epochs=tied if variant.mode == "tied-untied" else None)
         folder = os.path.join(out, name)
         metrics = tae_files.read_json(os.path.join(folder, "metrics.json")) or {}
-        if metrics.get("status") != "done" or len(metrics["epochs"]) != run.epochs:
+        finished = metrics.get("status") == "done" and (len(metrics["epochs"]) == run.epochs
+                                                        or metrics["final"].get("stopped_early"))
+        if not finished:
             log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
             if not os.path.exists(os.path.join(folder, "config.json")):
                 tae_files.prepare(folder)

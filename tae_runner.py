@@ -7,9 +7,12 @@ progress (its step figures and seconds) is restored with the checkpoint (tf1_inp
 metrics records past the checkpoint's step are dropped on resume.
 
 Each epoch: the epoch's order (a function of the seed and the epoch, so a resumed run sees the same
-batches), STEPS_PER_CALL steps per Session call, the stage's epoch-end op, evaluation on the test
-set, the record written to metrics.json, then the checkpoint (metrics first: a kill between the two
-leaves a record that the resume drops, never a checkpoint without its record).
+batches), STEPS_PER_CALL steps per Session call, the stage's epoch-end op, evaluation on the
+validation and test sets, the record written to metrics.json, then the checkpoint (metrics first: a
+kill between the two leaves a record that the resume drops, never a checkpoint without its record),
+then, if its validation error is the lowest so far, the best checkpoint (a second Saver; a kill
+before it is mended on resume, since the records say which epoch is best). The run ends by
+restoring the best epoch and evaluating it on the test set; without a validation split, the last.
 """
 import os
 import re
