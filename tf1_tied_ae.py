@@ -316,14 +316,15 @@ def stage(name, epochs, first_epoch, first_step, run, pipe, steps, head_, enter=
                            steps, enter, epoch_end, head_)
 
 
-def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident"):
+def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident", nnz=None):
     """Build the autoencoder of `cfg` into a new, finalised tf.Graph; nothing runs.
 
     With `run` (a RunConfig with epochs set) and `num_examples`, the graph also holds the training
     set (ae.input: fill it with tf1_input.load) and the run's stages (ae.stages), RBMs included when
     run.pretrain is rbm; `ae.x` then defaults to the next batch. input_kind: tf1_input's resident
-    cursor or tfdata (the same batches). finalize=False leaves the graph open for extra ops (tests
-    add tf.gradients).
+    cursor or tfdata (the same batches). nnz: the training set is a sparse CSR matrix with that many
+    stored values (ratings; fill it with (indptr, columns, values)). finalize=False leaves the graph
+    open for extra ops (tests add tf.gradients).
     """
     if not isinstance(cfg, AEConfig):
         raise TypeError("build takes an AEConfig")
@@ -334,7 +335,7 @@ def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident"
         if cfg.seed is not None:
             tf1.set_random_seed(cfg.seed)  # the graph's seed: op seeds follow from creation order
         global_step = tf1.train.get_or_create_global_step()
-        pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind) if run else None
+        pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if run else None
         default = pipe.next_batch() if pipe else None
         x = tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe else \
             tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
