@@ -201,3 +201,58 @@ def baselines(data):
     model = biases(data.train)
     return {"global mean": errors(np.full(len(data.test), mean), data.test),
             "user and item biases": errors(bias_predictions(model, data.test, data.scale), data.test)}
+
+
+ORIENTATIONS = ("item", "user")  # item: rows are items (I-AutoRec); user: rows are users (DeepRecommender)
+
+
+class Matrix(NamedTuple):
+    """The training ratings as a sparse CSR matrix, one row per item (or user): what the model is fed."""
+
+    indptr: np.ndarray  # [rows + 1] int64
+    columns: np.ndarray  # [nnz] int64
+    values: np.ndarray  # [nnz] float32
+    shape: Tuple[int, int]
+
+    def dense(self, rows):
+        """Rows `rows` as a dense [len(rows), columns] float32 array, 0 where unrated."""
+        out = np.zeros((len(rows), self.shape[1]), np.float32)
+        for k, r in enumerate(rows):
+            lo, hi = self.indptr[r], self.indptr[r + 1]
+            out[k, self.columns[lo:hi]] = self.values[lo:hi]
+        return out
+
+
+def positions(idx, ratings, orientation):
+    """(row, column, usable) of each rating in the matrix of `orientation`; usable is False for a
+    rating whose user or item has no training rating (cold: the model has no input for it)."""
+    u, i, known_u, known_i = idx.lookup(ratings)
+    rows, cols = (i, u) if orientation == "item" else (u, i)
+    return rows, cols, known_u & known_i
+
+
+def matrix(ratings, idx, orientation):
+    """The CSR matrix of training `ratings` in `orientation` (every rating must be known to idx)."""
+    rows, cols, usable = positions(idx, ratings, orientation)
+    if not usable.all():
+        raise ValueError("matrix() takes the training ratings that the index was made from")
+    shape = (len(idx.item_ids), len(idx.user_ids)) if orientation == "item" else (len(idx.user_ids), len(idx.item_ids))
+    order = np.lexsort((cols, rows))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
+    return Matrix(indptr, cols[order].astype(np.int64), ratings.values[order].astype(np.float32), shape)
+
+
+def predict(reconstruct, train_matrix, idx, ratings, orientation, scale, fallback, chunk=512):
+    """Predictions for `ratings` (their values are never read): each usable rating's row of the
+    *training* matrix is reconstructed by `reconstruct` ([n, columns] -> [n, columns], e.g. a Session
+    running the model) and the rating's column read off; cold ratings get `fallback` (the bias
+    model's prediction). Clipped to the scale. Returns (predictions, usable mask)."""
+    rows, cols, usable = positions(idx, ratings, orientation)
+    out = np.asarray(bias_predictions(fallback, ratings, scale), np.float64)
+    wanted = np.unique(rows[usable])
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start:start + chunk]
+        recon = reconstruct(train_matrix.dense(part))
+        pick = usable & np.isin(rows, part)
+        out[pick] = recon[np.searchsorted(part, rows[pick]), cols[pick]]
+    return np.clip(out, *scale), usable

@@ -86,3 +86,31 @@ def test_movielens_folds_and_the_bias_baseline_match_scikit_surprise():
     assert rmse[0] == pytest.approx(0.9599, abs=2e-4) and np.mean(rmse) == pytest.approx(0.9457, abs=2e-4)
     with pytest.raises(DataError, match="unknown MovieLens split"):
         tae_ratings.load_movielens(ML100K, "u6")
+
+
+@pytest.mark.parametrize("orientation", tae_ratings.ORIENTATIONS)
+def test_predictions_read_only_training_ratings(orientation):
+    """The model is fed the training matrix alone: changing every test rating's value moves no
+    prediction; each prediction is the reconstruction of its row at its column; cold ratings get
+    the bias model's prediction and are flagged; everything is clipped to the scale."""
+    rng = np.random.RandomState(3)
+    train = tae_ratings.Ratings(rng.randint(0, 20, 300), rng.randint(100, 130, 300), rng.randint(1, 6, 300).astype(np.float32))
+    pairs = set()
+    keep = [k for k, p in enumerate(zip(train.users, train.items)) if p not in pairs and not pairs.add(p)]
+    train = train.take(np.array(keep))
+    test = tae_ratings.Ratings(np.array([3, 4, 99, 5]), np.array([101, 102, 101, 999]), np.array([5, 1, 3, 2], np.float32))
+    idx = tae_ratings.index(train)
+    m = tae_ratings.matrix(train, idx, orientation)
+    dense = m.dense(np.arange(m.shape[0]))
+    assert np.count_nonzero(dense) == len(train)
+    weights = rng.rand(m.shape[1], m.shape[1])
+    reconstruct = lambda rows: rows @ weights  # noqa: E731  (any function of the fed rows)
+    fallback = tae_ratings.biases(train)
+    got, usable = tae_ratings.predict(reconstruct, m, idx, test, orientation, (1, 5), fallback, chunk=3)
+    changed = tae_ratings.Ratings(test.users, test.items, 6 - test.values)
+    again, _ = tae_ratings.predict(reconstruct, m, idx, changed, orientation, (1, 5), fallback, chunk=3)
+    assert np.array_equal(got, again) and usable.tolist() == [True, True, False, False]
+    rows, cols, _ = tae_ratings.positions(idx, test, orientation)
+    full = np.clip(dense @ weights, 1, 5)
+    np.testing.assert_allclose(got[:2], full[rows[:2], cols[:2]], rtol=1e-6)
+    np.testing.assert_allclose(got[2:], tae_ratings.bias_predictions(fallback, test, (1, 5))[2:])
