@@ -67,6 +67,13 @@ def make_parser():
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log messages")
+    use = p.add_argument_group("using a trained run (--out RUN; the best epoch's model, else the newest)")
+    use.add_argument("--encode", metavar="FILE", help="write the codes of FILE (.npy/.npz, N x D) as .npy")
+    use.add_argument("--reconstruct", metavar="FILE", help="write the reconstructions of FILE as .npy")
+    use.add_argument("--to", metavar="PATH", help="where to write them (default: beside FILE, "
+                     "as FILE's name + .codes.npy or .reconstructions.npy)")
+    use.add_argument("--export", action="store_true", help="(re)write RUN/export, the TF1 SavedModel "
+                     "(every run writes it when it ends)")
     return p
 
 
@@ -190,8 +197,12 @@ def new_folder(dataset_name, label):
 
 
 def config_record(model, run, ds, compare=False):
-    return {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
-            "data_source": ds.source}
+    """config.json: the configs, where the data came from, and its range (what --encode accepts)."""
+    record = {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
+              "data_source": ds.source}
+    if ds.train is not None:
+        record["data_range"] = [float(ds.train.min()), float(ds.train.max())]
+    return record
 
 
 def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None):
@@ -202,9 +213,15 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
 
     if baselines is None:
         baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
+    import tae_export
+
     ae = tf1_tied_ae.build(model, run, len(ds.train))
-    return tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
-                            baselines=baselines, patience=run.patience)
+    metrics = tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
+                               baselines=baselines, patience=run.patience)
+    trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
+    with trained.sess:
+        tae_export.export(trained, out)
+    return metrics
 
 
 def compare(model, run, ds, out, log=print):
@@ -251,10 +268,44 @@ def import_tensorflow(verbose):
     tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
 
 
+def use_run(args, given, hold):
+    """--encode, --reconstruct, --export on the trained run in --out."""
+    others = [name for name, on in (("--resume", args.resume), ("--compare", args.compare),
+                                    ("--preset", args.preset)) if on] + [f.name for f in given]
+    if not args.out:
+        raise UsageError("--encode, --reconstruct and --export need --out: the trained run to use")
+    if others:
+        raise UsageError(f"{others[0]} does nothing with --encode, --reconstruct or --export (the run's own settings "
+                         "are used); drop it")
+    whats = [w for w in ("encode", "reconstruct") if getattr(args, w)]
+    if args.to and len(whats) != 1:
+        raise UsageError("--to names one output file: give it with one of --encode and --reconstruct")
+    if len({getattr(args, w) for w in whats}) > 1:
+        raise UsageError("--encode and --reconstruct together take the same FILE; run them one at a time")
+    if not os.path.exists(os.path.join(args.out, "config.json")):
+        raise UsageError(f"--out {args.out} holds no run (no config.json); train one first")
+    if args.export:
+        hold.enter_context(tae_files.lock(args.out))
+    import_tensorflow(args.verbose)
+    import tae_export
+
+    trained = tae_export.restore(args.out)
+    for what, target in (tae_export.write_outputs(trained, getattr(args, whats[0]), whats, args.to).items()
+                         if whats else ()):
+        print(f"wrote {target} ({tae_export.OUTPUTS[what]} of {getattr(args, what)}, by {os.path.basename(trained.checkpoint)})")
+    if args.export:
+        print(f"wrote {tae_export.export(trained, args.out)} (from {os.path.basename(trained.checkpoint)})")
+    return 0
+
+
 def run_command(args, hold):
     """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
     that keeps the run folder's lock until main returns."""
     given = given_flags(args)
+    if args.encode or args.reconstruct or args.export:
+        return use_run(args, given, hold)
+    if args.to:
+        raise UsageError("--to does nothing without --encode or --reconstruct; drop it")
     if args.resume and not args.out:
         raise UsageError("--resume needs --out: the run folder to continue")
     if args.resume and args.preset:

@@ -21,6 +21,7 @@ LOCAL = {
                       KERAS_CACHE / "fashion-mnist"],
 }
 IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+LABEL_FILES = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
 
 
 class DataError(Exception):
@@ -36,6 +37,10 @@ class Dataset:
     image_shape: Optional[Tuple[int, int]]  # (H, W) when the rows are images
     source: str  # where it came from, for the log and config.json
     validation: Optional[np.ndarray] = None  # [V, D] float32, held out of train by `split_validation`
+    # class labels where the data has them (MNIST's and Fashion-MNIST's label files, the digits'
+    # targets): int64 [N] and [M], for codes.png and the codes' nearest-neighbour accuracy
+    train_labels: Optional[np.ndarray] = None
+    test_labels: Optional[np.ndarray] = None
 
 
 def split_validation(ds, n):
@@ -43,7 +48,17 @@ def split_validation(ds, n):
     5,000). The validation rows are copied, so that dropping ds.train later frees the rest."""
     if n:
         ds.validation, ds.train = ds.train[:n].copy(), ds.train[n:]
+        if ds.train_labels is not None:
+            ds.train_labels = ds.train_labels[n:]
     return ds
+
+
+def _labels(path, count):
+    """An IDX labels file (0x0801) with `count` labels, or None when it is absent or does not fit."""
+    if path is None:
+        return None
+    labels = read_idx(path, 1)
+    return labels.astype(np.int64) if len(labels) == count else None
 
 
 def read_idx(path, ndim=None):
@@ -73,11 +88,13 @@ def read_idx(path, ndim=None):
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
-def _find_idx(folder, stem):
+def _find_idx(folder, stem, required=True):
     for name in (stem + ".gz", stem, stem.replace("-idx", ".idx")):
         if (folder / name).exists():
             return folder / name
-    raise DataError(f"{folder} has no {stem}[.gz]; it needs the four MNIST-format IDX files")
+    if required:
+        raise DataError(f"{folder} has no {stem}[.gz]; it needs the four MNIST-format IDX files")
+    return None
 
 
 def _images(arr, where):
@@ -105,7 +122,9 @@ def load_idx_folder(folder, name):
     folder = pathlib.Path(folder)
     train, hw = _images(read_idx(_find_idx(folder, IDX_FILES["train"]), 3), str(folder))
     test, _ = _images(read_idx(_find_idx(folder, IDX_FILES["test"]), 3), str(folder))
-    return Dataset(name, train, test, hw, str(folder))
+    labels = [_labels(_find_idx(folder, LABEL_FILES[part], required=False), len(arr))
+              for part, arr in (("train", train), ("test", test))]
+    return Dataset(name, train, test, hw, str(folder), train_labels=labels[0], test_labels=labels[1])
 
 
 def _read_npz(path):
@@ -122,29 +141,33 @@ def load_keras_npz(path, name):
         raise DataError(f"{path} has no x_train/x_test arrays (has {sorted(arrays)}); give a Keras dataset .npz")
     train, hw = _images(arrays["x_train"], f"{path}:x_train")
     test, _ = _images(arrays["x_test"], f"{path}:x_test")
-    return Dataset(name, train, test, hw, str(path))
+    labels = [arrays[k].astype(np.int64).ravel() if k in arrays and arrays[k].size == len(x) else None
+              for k, x in (("y_train", train), ("y_test", test))]
+    return Dataset(name, train, test, hw, str(path), train_labels=labels[0], test_labels=labels[1])
 
 
 def load_digits():
     """scikit-learn's bundled 8x8 digits (1,797 images, 0..16), a fixed 80/20 split."""
     from sklearn.datasets import load_digits as sk_digits
 
-    images = sk_digits().images.astype(np.float32) / 16.0
+    bunch = sk_digits()
+    images, targets = bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
     order = np.random.RandomState(0).permutation(len(images))
     cut = int(0.8 * len(images))
     flat = images.reshape(len(images), -1)
-    return Dataset("digits", flat[order[:cut]], flat[order[cut:]], (8, 8), "scikit-learn load_digits (bundled)")
+    return Dataset("digits", flat[order[:cut]], flat[order[cut:]], (8, 8), "scikit-learn load_digits (bundled)",
+                   train_labels=targets[order[:cut]], test_labels=targets[order[cut:]])
 
 
-def load_user_array(path):
+def load_user_array(path, split=True):
     """A user's .npy or .npz: N x D or N x H x W; the last 10% (at least 1) become the test set,
-    unless an .npz carries x_train and x_test itself."""
+    unless an .npz carries x_train and x_test itself. split=False: every row in `train`."""
     path = pathlib.Path(path)
     if not path.exists():
         raise DataError(f"data file {path} does not exist; check the path given to --dataset")
     if path.suffix == ".npz":
         arrays = _read_npz(path)
-        if {"x_train", "x_test"} <= set(arrays):
+        if split and {"x_train", "x_test"} <= set(arrays):
             return load_keras_npz(path, "user")
         if len(arrays) != 1:
             raise DataError(f"{path} holds {sorted(arrays)}; give one array, or x_train and x_test")
@@ -155,6 +178,8 @@ def load_user_array(path):
         except Exception as e:
             raise DataError(f"cannot read {path} as .npy ({type(e).__name__}: {e}); check the file") from None
     flat, hw = _images(arr, str(path))
+    if not split:
+        return Dataset("user", flat, flat[:0], hw, str(path))
     if len(flat) < 2:
         raise DataError(f"{path} has {len(flat)} example; give at least 2 (one is held out for testing)")
     cut = len(flat) - max(1, len(flat) // 10)
@@ -198,12 +223,13 @@ def _download(name):
 
     module = {"mnist": tf.keras.datasets.mnist, "fashion_mnist": tf.keras.datasets.fashion_mnist}[name]
     try:
-        (x_train, _), (x_test, _) = module.load_data()
+        (x_train, y_train), (x_test, y_test) = module.load_data()
     except Exception as e:
         raise DataError(f"could not download {name}: {_reason(e)}; without a connection, put the four IDX files "
                         f"in a folder and pass --data-dir") from None
     train, hw = _images(x_train, name)
-    return Dataset(name, train, _images(x_test, name)[0], hw, f"downloaded by tf.keras.datasets.{name}")
+    return Dataset(name, train, _images(x_test, name)[0], hw, f"downloaded by tf.keras.datasets.{name}",
+                   train_labels=y_train.astype(np.int64), test_labels=y_test.astype(np.int64))
 
 
 def load(dataset, data_dir=None, log=print):

@@ -68,3 +68,25 @@ def save_curves(path, series, ylabel, title, x_key="epoch", references=None, mar
     ax.legend(fontsize=8)
     fig.tight_layout()
     _save_figure(fig, path)
+
+
+def save_codes(path, panels, labels, n=3000, seed=0):
+    """A PNG of 2-D points coloured by class, one panel per {title: [M, 2] points} (the same M
+    examples in each), at most `n` of them (a fixed random subset), with one legend."""
+    plt = _pyplot()
+    labels = np.asarray(labels)
+    pick = np.sort(np.random.RandomState(seed).permutation(len(labels))[:n])
+    classes = np.unique(labels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5))
+    for ax, (title, points) in zip(np.atleast_1d(axes), panels.items()):
+        for k, c in enumerate(classes):
+            sel = pick[labels[pick] == c]
+            ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=f"C{k % 10}", label=str(c),
+                       rasterized=True)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc="center right", markerscale=4, fontsize=8,
+               title="class")
+    fig.subplots_adjust(left=0.02, right=0.92, top=0.92, bottom=0.03, wspace=0.05)
+    _save_figure(fig, path)

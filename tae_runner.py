@@ -42,6 +42,13 @@ TAGS = {"train_loss": "loss/train", "validation_loss": "loss/validation", "test_
 BEST = "best"  # the best epoch's checkpoint: best-<global step>, state file best_checkpoint
 
 
+def project_codes(train_codes, test_codes):
+    """The test codes on the first two principal components of the training codes (float64)."""
+    mean = train_codes.mean(axis=0, dtype=np.float64)
+    _, vectors = np.linalg.eigh((train_codes - mean).T @ (train_codes - mean))
+    return (test_codes - mean) @ vectors[:, ::-1][:, :2]
+
+
 class StopRequest:
     """SIGINT/SIGTERM handler: remembers the signal; the runner stops at the next call boundary."""
 
@@ -338,6 +345,9 @@ class Runner:
                                  "epochs": len(history), "trainable_params": sum(
                                      int(np.prod(v.shape.as_list())) for v in head.var_list),
                                  "train_seconds": max(seconds, default=0.0)}
+        codes = self.codes_report(head)
+        if codes:
+            self.metrics["final"]["knn5_accuracy"] = codes
         chosen = ""
         if best is not None:
             self.metrics["final"].update(best_epoch=best["epoch"], best_stage=best["stage"],
@@ -346,8 +356,62 @@ class Runner:
         if self.stopped_early is not None:
             self.metrics["final"]["stopped_early"] = self.stopped_early
         self.write_metrics("done")
+        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}, on PCA-{codes['pca_components']} " \
+              f"{codes['pca']:.4f}" if codes else ""
         self.log(f"final{chosen}: test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
-                 f"test sum of squared errors per image {sse:.3f}")
+                 f"test sum of squared errors per image {sse:.3f}{knn}")
+
+    def training_rows(self, fetch, batch=4096):
+        """sess.run(fetch) over the training set held in the graph, in its stored order (ae.x
+        defaults to the next drawn batch): a list of results, one per batch, the last one short."""
+        pipe, n = self.ae.input, self.ae.input.num_examples
+        b = min(batch, n)
+        feeds = {pipe.order_placeholder: np.arange(n, dtype=np.int32), pipe.batch_size_placeholder: b}
+        self.sess.run(pipe.start_epoch_op, feeds)
+        out = [self.sess.run(fetch) for _ in range(n // b)]
+        if n % b:  # the rest: an order that starts with the last n % b rows, drawn as one batch
+            self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.roll(np.arange(n, dtype=np.int32), n % b),
+                                                pipe.batch_size_placeholder: n % b})
+            out.append(self.sess.run(fetch))
+        return out
+
+    def codes_report(self, head):
+        """With class labels: codes.png (the test codes, or their first two principal components,
+        beside PCA's first two components of the same images) and the test accuracy of a 5-nearest-
+        neighbour classifier on the codes and on PCA with as many components, both fitted on the
+        training set. Returns {"codes", "pca", "pca_components"}, or None without labels."""
+        ds, cfg = self.ds, self.ae.config
+        if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
+            return None
+        from sklearn.neighbors import KNeighborsClassifier
+
+        test_codes = np.concatenate([self.sess.run(head.code, {self.ae.x: ds.test[i : i + 4096]})
+                                     for i in range(0, len(ds.test), 4096)])
+        # two passes over the graph's copy of the training set, a batch at a time (it is not held
+        # twice): the codes and the covariance, then the projections on the top k directions
+        k, dim, n = min(cfg.dims[-1], cfg.dims[0]), cfg.dims[0], self.ae.input.num_examples
+        total, scatter, train_codes = np.zeros(dim), np.zeros((dim, dim)), []
+        for rows, codes in self.training_rows([self.ae.x, head.code]):
+            total += rows.sum(axis=0, dtype=np.float64)
+            scatter += rows.T.astype(np.float64) @ rows
+            train_codes.append(codes)
+        mean = total / n
+        _, vectors = np.linalg.eigh(scatter - n * np.outer(mean, mean))
+        top = vectors[:, ::-1][:, :k]
+        project = lambda rows: (rows - mean) @ top  # noqa: E731
+        score = lambda train, test: float(KNeighborsClassifier(5).fit(train, ds.train_labels)  # noqa: E731
+                                          .score(test, ds.test_labels))
+        train_pca = np.concatenate([project(rows) for rows in self.training_rows(self.ae.x)])
+        train_codes = np.concatenate(train_codes)
+        result = {"codes": score(train_codes, test_codes), "pca": score(train_pca, project(ds.test)),
+                  "pca_components": k}
+        shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
+        what = "the 2-value codes" if cfg.dims[-1] == 2 else f"the first 2 principal components of the {cfg.dims[-1]}-value codes"
+        tae_figures.save_codes(os.path.join(self.out, "codes.png"), {
+            f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown,
+            f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})":
+                project(ds.test)[:, :2]}, ds.test_labels)
+        return result
 
     def baseline_levels(self):
         """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""

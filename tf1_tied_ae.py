@@ -397,6 +397,35 @@ def _heads_and_stages(parts, run):
     return dict(train=train, finetune=finetune, sync_op=sync_op, untie_op=untie_op, stages=stages)
 
 
+class Inference(NamedTuple):
+    """The clean forward pass alone, for serving: no optimiser, no input pipeline, no noise."""
+
+    graph: tf.Graph
+    x: tf.Tensor  # [None, dims[0]] float32 placeholder
+    code: tf.Tensor  # [None, dims[-1]]
+    reconstruction: tf.Tensor  # [None, dims[0]]
+    variables: Dict[str, tf.Variable]  # the module docstring's names, restorable from any checkpoint
+    saver: tf1.train.Saver  # those variables only
+
+
+def build_inference(cfg, untied):
+    """A new graph (not finalised: a SavedModel builder adds its ops) with the model's variables
+    and its clean forward pass. untied: decode with the decoder's own kernels (untied and sync
+    models, and tied-untied after the untie) rather than the encoder's transposes."""
+    graph = tf.Graph()
+    with graph.as_default():
+        tf1.set_random_seed(0 if cfg.seed is None else cfg.seed)  # initial values, replaced by a restore
+        x = tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
+        (enc_w, enc_b), (dec_w, dec_b) = encoder_variables(cfg), decoder_variables(cfg)
+        code = tf.identity(encode(cfg, x, enc_w, enc_b), name="code")
+        _, recon = decode(cfg, code, dec_b, kernels=dec_w) if untied else decode(cfg, code, dec_b,
+                                                                                  encoder_kernels=enc_w)
+        recon = tf.identity(recon, name="reconstruction")
+        variables = {v.op.name: v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
+        saver = tf1.train.Saver(list(variables.values()))
+    return Inference(graph, x, code, recon, variables, saver)
+
+
 def final_head(ae):
     """The head that evaluates the model after its stages: the last autoencoder stage that trains
     (the untied one once tied-untied has untied), else `train`."""

@@ -1,0 +1,149 @@
+"""Using a trained run: its model rebuilt for inference from config.json and restored from the
+checkpoint its figures describe (the best epoch's, else the newest), codes and reconstructions for
+new data (train.py --encode, --reconstruct), and a TF1 SavedModel (export/, written at the end of
+every run and by train.py --export).
+
+The SavedModel is built with tf.compat.v1.saved_model from tf1_tied_ae.build_inference's graph:
+the model's variables and the clean forward pass, nothing of training. Signatures, each taking
+`x` [None, dims[0]] float32: `encode` -> `code`, `reconstruct` -> `reconstruction`; the default
+serving signature is `reconstruct`. Tag: `serve`.
+"""
+import os
+import shutil
+import tempfile
+from typing import NamedTuple, Optional
+
+import numpy as np
+import tensorflow as tf
+
+import tae_data
+import tae_files
+import tf1_tied_ae as tae
+from tae_config import AEConfig
+from tae_files import UsageError
+
+tf1 = tf.compat.v1
+EXPORT = "export"
+OUTPUTS = {"encode": "codes", "reconstruct": "reconstructions"}
+
+
+class Trained(NamedTuple):
+    """A run's model, restored into a Session of its inference graph."""
+
+    config: AEConfig
+    model: tae.Inference
+    sess: tf1.Session
+    checkpoint: str  # the path restored from
+    stage: Optional[str]  # the stage of that epoch ("tied", "untied", ...), None before any epoch
+    data_range: Optional[list]  # [min, max] of the run's training data, when config.json has it
+
+
+def chosen_checkpoint(out, metrics):
+    """(path, stage) of the checkpoint the run's final figures describe: its best epoch's (with a
+    validation split), else its newest."""
+    final, epochs = metrics.get("final") or {}, metrics.get("epochs") or []
+    if "best_epoch" in final:
+        step = next(r["global_step"] for r in epochs if r["epoch"] == final["best_epoch"])
+        found = dict(tae_files.checkpoints(out, "best"))
+        if step not in found:
+            raise UsageError(f"{out} has no best-{step} checkpoint for its best epoch ({final['best_epoch']}); "
+                             "it was deleted: train the run again")
+        return found[step], final["best_stage"]
+    found = tae_files.checkpoints(out)
+    if not found:
+        raise UsageError(f"{out} has no checkpoint (ckpt-*.index); train it first")
+    step = found[-1][0]
+    stage = next((r["stage"] for r in reversed(epochs) if r["global_step"] <= step), None)
+    return found[-1][1], stage
+
+
+def restore(out):
+    """The run in folder `out`, restored (a UsageError names what is missing or damaged)."""
+    import tae_runner
+
+    saved = tae_files.read_json(os.path.join(out, "config.json"))
+    if saved is None or "model" not in saved or saved.get("compare"):
+        what = "a --compare folder: give one of its variant folders" if saved and saved.get("compare") else \
+            "no run (no config.json)"
+        raise UsageError(f"--out {out} holds {what}")
+    cfg = AEConfig(**saved["model"])
+    path, stage = chosen_checkpoint(out, tae_files.read_json(os.path.join(out, "metrics.json")) or {})
+    untied = cfg.mode in ("untied", "sync") or (cfg.mode == "tied-untied" and stage == "untied")
+    model = tae.build_inference(cfg, untied)
+    sess = tf1.Session(graph=model.graph)
+    with model.graph.as_default():  # the Saver's graph path (outside a graph, TF2 would take the eager one)
+        tae_runner.restore(sess, model.saver, path)
+    return Trained(cfg, model, sess, path, stage, saved.get("data_range"))
+
+
+def run_model(trained, data, what, chunk=4096):
+    """`what` (encode | reconstruct) of `data` [N, dims[0]], in chunks."""
+    tensor = trained.model.code if what == "encode" else trained.model.reconstruction
+    parts = [trained.sess.run(tensor, {trained.model.x: data[i : i + chunk]}) for i in range(0, len(data), chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, tensor.shape[1]), np.float32)
+
+
+def export(trained, out):
+    """Write the SavedModel to out/export, whole: built in a temporary folder beside it, then put in
+    place (a previous export, of fewer epochs, is replaced)."""
+    m = trained.model
+    target = os.path.join(out, EXPORT)
+    tmp = tempfile.mkdtemp(prefix=f".{EXPORT}.", dir=out)
+    try:
+        with m.graph.as_default():  # the builder's graph path
+            builder = tf1.saved_model.Builder(os.path.join(tmp, EXPORT))
+            sig = lambda outputs: tf1.saved_model.predict_signature_def({"x": m.x}, outputs)  # noqa: E731
+            reconstruct = sig({"reconstruction": m.reconstruction})
+            signatures = {"encode": sig({"code": m.code}), "reconstruct": reconstruct,
+                          tf1.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: reconstruct}
+            builder.add_meta_graph_and_variables(trained.sess, [tf1.saved_model.SERVING],
+                                                 signature_def_map=signatures, saver=m.saver)
+            builder.save()
+        if os.path.exists(target):
+            os.rename(target, os.path.join(tmp, "old"))
+        os.rename(os.path.join(tmp, EXPORT), target)
+    except (OSError, tf.errors.OpError) as e:
+        raise tae_files.WriteFailed(target, getattr(e, "strerror", None) or type(e).__name__) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def read_input(trained, path):
+    """A .npy or .npz of rows for the run's model, as the run read its data (uint8 divided by 255),
+    checked: the model's width, finite values, within the run's data range."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path) or not path.endswith((".npy", ".npz")):
+        raise UsageError(f"{path} is not a .npy or .npz file; give an array of examples, N x {trained.config.dims[0]}")
+    try:
+        ds = tae_data.load_user_array(path, split=False)
+    except tae_data.DataError as e:
+        raise UsageError(str(e)) from None
+    data, width = ds.train, trained.config.dims[0]
+    if data.shape[1] != width:
+        raise UsageError(f"{path} has {data.shape[1]} values per example; the run's model takes {width}")
+    if not np.isfinite(data).all():
+        raise UsageError(f"{path} holds NaN or infinite values; clean the data first")
+    if trained.data_range is not None:
+        low, high = trained.data_range
+        if data.min() < low or data.max() > high:
+            raise UsageError(f"{path} has values in [{data.min():g}, {data.max():g}], outside the run's training "
+                             f"data range [{low:g}, {high:g}]; scale it as the training data was")
+    return data
+
+
+def write_outputs(trained, path, whats, to=None):
+    """Codes and/or reconstructions of the file at `path`, as .npy files: `to`, or beside the input
+    (<name>.codes.npy, <name>.reconstructions.npy). An existing file is never overwritten."""
+    data = read_input(trained, path)
+    stem = os.path.splitext(os.path.abspath(path))[0]
+    targets = {what: to or f"{stem}.{OUTPUTS[what]}.npy" for what in whats}
+    for what, target in targets.items():
+        if os.path.exists(target):
+            raise UsageError(f"{target} exists; move it away or name another file with --to")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+            raise UsageError(f"--to {target}: its folder does not exist")
+    for what, target in targets.items():
+        result = run_model(trained, data, what)
+        tae_files.atomic_write(target, lambda f, result=result: np.save(f, result))
+    return targets
