@@ -30,6 +30,7 @@ USAGE = """examples:
   python train.py --compare                         the question's code vs every mode
   python train.py --out checkpoints/run --resume    continue a run
   python train.py --preset question                 the question's code as written
+  python train.py --out checkpoints/run --encode mine.npy   codes of your data (.npy beside it)
   python train.py --dataset mnist --dims 784,1000,500,250,30 --activation sigmoid \\
       --code-activation linear --output-activation sigmoid --mode tied-untied --pretrain rbm
 
