@@ -18,9 +18,11 @@ import tensorflow as tf
 
 import tae_data
 import tae_files
+import tae_runner
 import tf1_tied_ae as tae
 from tae_config import AEConfig
-from tae_files import UsageError
+from tae_files import Stopped, UsageError
+from tae_runner import EXIT_WRITE_FAILED
 
 tf1 = tf.compat.v1
 EXPORT = "export"
@@ -59,8 +61,6 @@ def chosen_checkpoint(out, metrics):
 
 def restore(out):
     """The run in folder `out`, restored (a UsageError names what is missing or damaged)."""
-    import tae_runner
-
     saved = tae_files.read_json(os.path.join(out, "config.json"))
     if saved is None or "model" not in saved or saved.get("compare"):
         what = "a --compare folder: give one of its variant folders" if saved and saved.get("compare") else \
@@ -87,9 +87,9 @@ def export(trained, out):
     """Write the SavedModel to out/export, whole: built in a temporary folder beside it, then put in
     place (a previous export, of fewer epochs, is replaced)."""
     m = trained.model
-    target = os.path.join(out, EXPORT)
-    tmp = tempfile.mkdtemp(prefix=f".{EXPORT}.", dir=out)
+    target, tmp = os.path.join(out, EXPORT), None
     try:
+        tmp = tempfile.mkdtemp(prefix=f".{EXPORT}.", dir=out)
         with m.graph.as_default():  # the builder's graph path
             builder = tf1.saved_model.Builder(os.path.join(tmp, EXPORT))
             sig = lambda outputs: tf1.saved_model.predict_signature_def({"x": m.x}, outputs)  # noqa: E731
@@ -103,9 +103,12 @@ def export(trained, out):
             os.rename(target, os.path.join(tmp, "old"))
         os.rename(os.path.join(tmp, EXPORT), target)
     except (OSError, tf.errors.OpError) as e:
-        raise tae_files.WriteFailed(target, getattr(e, "strerror", None) or type(e).__name__) from None
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise Stopped(EXIT_WRITE_FAILED, f"could not write {target} ({reason}); the run's checkpoints are kept; "
+                      f"make room or fix the folder, then: {tae_files.PROGRAM['command']} --out {out} --export") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -145,5 +148,8 @@ def write_outputs(trained, path, whats, to=None):
             raise UsageError(f"--to {target}: its folder does not exist")
     for what, target in targets.items():
         result = run_model(trained, data, what)
-        tae_files.atomic_write(target, lambda f, result=result: np.save(f, result))
+        try:
+            tae_files.atomic_write(target, lambda f, result=result: np.save(f, result))
+        except tae_files.WriteFailed as e:
+            raise Stopped(EXIT_WRITE_FAILED, f"{e}; make room or fix the folder and run it again") from None
     return targets
