@@ -18,6 +18,11 @@ Four ways to treat the decoder kernels V_j (AEConfig.mode):
     tied-untied  Hinton & Salakhutdinov (2006): train tied, then `untie_op` copies W^T into
                  independent V_j variables and the `finetune` head trains all of them.
 
+Regularisers (AEConfig mask_noise, gaussian_noise, code_dropout, hidden_dropout, weight_decay) act
+on the training pass only (`regularisers`, `weight_decay`); each Head's code, reconstruction, loss
+and sse are the clean model's, and Head.training holds the pass a step takes. `build_inference`
+makes the clean forward pass alone, for serving (tae_export's SavedModel).
+
 A model is made of stages (tf1_input.Stage): with RBM pretraining, one per RBM (tf1_rbm), whose
 last epoch ends by unrolling the stack into the autoencoder; then the `train` head's stage; then,
 for tied-untied, the `finetune` head's, which starts with the untie.
