@@ -383,6 +383,7 @@ class Runner:
         ds, cfg = self.ds, self.ae.config
         if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
             return None
+        import sklearn
         from sklearn.neighbors import KNeighborsClassifier
 
         test_codes = np.concatenate([self.sess.run(head.code, {self.ae.x: ds.test[i : i + 4096]})
@@ -399,8 +400,10 @@ class Runner:
         _, vectors = np.linalg.eigh(scatter - n * np.outer(mean, mean))
         top = vectors[:, ::-1][:, :k]
         project = lambda rows: (rows - mean) @ top  # noqa: E731
-        score = lambda train, test: float(KNeighborsClassifier(5).fit(train, ds.train_labels)  # noqa: E731
-                                          .score(test, ds.test_labels))
+        def score(train, test):  # distances in chunks of 64 MB (scikit-learn's default allows 1 GB)
+            with sklearn.config_context(working_memory=64):
+                return float(KNeighborsClassifier(5).fit(train, ds.train_labels).score(test, ds.test_labels))
+
         train_pca = np.concatenate([project(rows) for rows in self.training_rows(self.ae.x)])
         train_codes = np.concatenate(train_codes)
         result = {"codes": score(train_codes, test_codes), "pca": score(train_pca, project(ds.test)),
