@@ -39,7 +39,7 @@ def save_reconstructions(path, images, reconstructions, image_shape, n=10):
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.99, top=0.98, bottom=0.02)  # fixed margins: tight_layout costs 0.2 s
     _save_figure(fig, path)
 
 
@@ -66,7 +66,7 @@ def save_curves(path, series, ylabel, title, x_key="epoch", references=None, mar
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
     _save_figure(fig, path)
 
 
@@ -78,15 +78,14 @@ def save_codes(path, panels, labels, n=3000, seed=0):
     pick = np.sort(np.random.RandomState(seed).permutation(len(labels))[:n])
     classes = np.unique(labels)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5))
-    for ax, (title, points) in zip(np.atleast_1d(axes), panels.items()):
-        for k, c in enumerate(classes):
-            sel = pick[labels[pick] == c]
-            ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=f"C{k % 10}", label=str(c),
-                       rasterized=True)
+    colour = {c: f"C{k % 10}" for k, c in enumerate(classes)}
+    for ax, (title, points) in zip(np.atleast_1d(axes), panels.items()):  # one scatter a panel: fast to draw
+        ax.scatter(points[pick, 0], points[pick, 1], s=3, alpha=0.6, c=[colour[c] for c in labels[pick]],
+                   rasterized=True)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.legend(*np.atleast_1d(axes)[0].get_legend_handles_labels(), loc="center right", markerscale=4, fontsize=8,
-               title="class")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colour[c], label=str(c)) for c in classes]
+    fig.legend(handles=handles, loc="center right", fontsize=8, title="class")
     fig.subplots_adjust(left=0.02, right=0.92, top=0.92, bottom=0.03, wspace=0.05)
     _save_figure(fig, path)
