@@ -59,7 +59,8 @@ def test_default_command_on_a_fresh_machine(tmp_path):
     assert last.startswith(f"final (epoch {final['best_epoch']} of 200, the lowest validation error): "
                            f"test mse {final['test_mse']:.5f}; PCA-4 {baselines['pca']['test_mse']:.5f}; "
                            f"mean image {baselines['mean']['test_mse']:.5f}"), last
-    assert decode_png(run / "recon.png").shape[-1] in (3, 4)
+    assert decode_png(run / "recon.png").shape[-1] in (3, 4) and decode_png(run / "codes.png").ndim == 3
+    assert (run / "export" / "saved_model.pb").exists() and 0.5 < final["knn5_accuracy"]["codes"] <= 1
     assert decode_png(run / "curves.png").ndim == 3
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * ((1437 - 143) // 32)}")
     events = list(run.glob("events.out.tfevents.*"))
