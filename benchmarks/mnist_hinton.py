@@ -183,9 +183,21 @@ def main():
         plot(results, suite, results_dir)
 
 
+def tying_summary(results):
+    """{mode: (mean, sample standard deviation, [per seed])} of the tying suite's final test errors."""
+    by_mode = {}
+    for name, row in results.get("tying", {}).items():
+        by_mode.setdefault(name.split(",")[0], []).append(row["final_sse_per_image"])
+    return {mode: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, v) for mode, v in by_mode.items()}
+
+
 def plot(results, suite, results_dir):
     """mnist_hinton_<suite>.png: test error against seconds, with PCA and the published figures."""
     import tae_figures
+
+    if suite == "tying":
+        for mode, (mean, sd, values) in tying_summary(results).items():
+            print(f"{mode:<12} mean {mean:.3f}  sd {sd:.3f}  ({', '.join(f'{v:.3f}' for v in values)})")
 
     curves = {name: [tuple(p) for p in row["curve"]] for name, row in results[suite].items()}
     references = {f"PCA, 30 components: {results['pca30_sse_per_image']:.2f}": results["pca30_sse_per_image"],
