@@ -66,7 +66,7 @@ def save_curves(path, series, ylabel, title, x_key="epoch", references=None, mar
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.1, right=0.97, top=0.93, bottom=0.1)
+    fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.1)
     _save_figure(fig, path)
 
 
