@@ -268,10 +268,15 @@ def baselines(train, test, k, chunk=8192):
     for start in range(0, len(train), chunk):
         part = train[start:start + chunk] - mean
         cov += part.T @ part
-    _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
-    top = vectors[:, ::-1][:, :min(k, dim)]
+    top = top_directions(cov, k)
     centred = test - mean
     return dict(result, pca=dict(_errors(test, centred @ top @ top.T + mean), components=int(top.shape[1])))
+
+
+def top_directions(scatter, k):
+    """The k principal directions [D, k] of a (centred) scatter or covariance matrix, largest first."""
+    _, vectors = np.linalg.eigh(scatter)  # ascending eigenvalues
+    return vectors[:, ::-1][:, :min(k, scatter.shape[0])]
 
 
 def _errors(test, reconstruction):

@@ -45,8 +45,7 @@ BEST = "best"  # the best epoch's checkpoint: best-<global step>, state file bes
 def project_codes(train_codes, test_codes):
     """The test codes on the first two principal components of the training codes (float64)."""
     mean = train_codes.mean(axis=0, dtype=np.float64)
-    _, vectors = np.linalg.eigh((train_codes - mean).T @ (train_codes - mean))
-    return (test_codes - mean) @ vectors[:, ::-1][:, :2]
+    return (test_codes - mean) @ tae_data.top_directions((train_codes - mean).T @ (train_codes - mean), 2)
 
 
 class StopRequest:
@@ -397,8 +396,7 @@ class Runner:
             scatter += rows.T.astype(np.float64) @ rows
             train_codes.append(codes)
         mean = total / n
-        _, vectors = np.linalg.eigh(scatter - n * np.outer(mean, mean))
-        top = vectors[:, ::-1][:, :k]
+        top = tae_data.top_directions(scatter - n * np.outer(mean, mean), k)
         project = lambda rows: (rows - mean) @ top  # noqa: E731
         def score(train, test):  # distances in chunks of 64 MB (scikit-learn's default allows 1 GB)
             with sklearn.config_context(working_memory=64):
