@@ -72,6 +72,8 @@ SUITES = {
         + ["--lr", "2e-3", "--epochs", "36"],
         "elu xent cosine 2e-3, tied-untied, 80 epochs": HINTON + ELU_XENT + COSINE + TIED_UNTIED
         + ["--lr", "2e-3", "--epochs", "80"],
+        "elu xent cosine 2e-3, tied-untied, weight decay 1e-5, 80 epochs": HINTON + ELU_XENT + COSINE + TIED_UNTIED
+        + ["--lr", "2e-3", "--weight-decay", "1e-5", "--epochs", "80"],
     },
     # the 36-epoch recipe on Fashion-MNIST (the same 55,000 / 5,000 / 10,000 split)
     "fashion": {
