@@ -73,6 +73,8 @@ def make_parser():
     use.add_argument("--reconstruct", metavar="FILE", help="write the reconstructions of FILE as .npy")
     use.add_argument("--to", metavar="PATH", help="where to write them (default: beside FILE, "
                      "as FILE's name + .codes.npy or .reconstructions.npy)")
+    use.add_argument("--recommend", metavar="USER", type=int, help="a ratings run: print the 10 items USER "
+                     "(an id of the ratings file) has not rated with the highest predicted ratings, with titles")
     use.add_argument("--export", action="store_true", help="(re)write RUN/export, the TF1 SavedModel "
                      "(every run writes it when it ends)")
     return p
@@ -85,7 +87,7 @@ def given_flags(args):
     for flag in tae_config.flags():
         value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
         if value is not None:
-            if flag.field == "data_dir" or (flag.field == "dataset" and tae_config.is_path(value)):
+            if flag.field in ("data_dir", "test_file") or (flag.field == "dataset" and tae_config.is_path(value)):
                 value = os.path.abspath(value)
             found[flag] = value
     return found
@@ -104,6 +106,9 @@ def merge(saved, given, out):
     name, except --epochs, which may extend the run."""
     values = {AEConfig: dict(saved["model"]), RunConfig: dict(saved["run"])}
     values[RunConfig].setdefault("validation", 0)  # runs from before the validation split had none
+    for owner in values:  # fields added since the run started take their defaults
+        for f in dataclasses.fields(owner):
+            values[owner].setdefault(f.name, f.default)
     diffs = []
     for flag, value in given.items():
         old = values[flag.owner][flag.field]
@@ -201,7 +206,9 @@ def config_record(model, run, ds, compare=False):
     """config.json: the configs, where the data came from, and its range (what --encode accepts)."""
     record = {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
               "data_source": ds.source}
-    if ds.train is not None:
+    if tae_config.is_ratings(run.dataset):
+        record["rating_scale"] = list(ds.data.scale)
+    elif ds.train is not None:
         record["data_range"] = [float(ds.train.min()), float(ds.train.max())]
     return record
 
@@ -212,11 +219,13 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
     import tae_runner
     import tf1_tied_ae
 
-    if baselines is None:
-        baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
     import tae_export
 
-    ae = tf1_tied_ae.build(model, run, len(ds.train))
+    ratings = tae_config.is_ratings(run.dataset)
+    if baselines is None:
+        baselines = data_baselines(model, run, ds)
+    ae = tf1_tied_ae.build(model, run, ds.rows if ratings else len(ds.train),
+                           nnz=len(ds.matrix.values) if ratings else None)
     metrics = tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
                                baselines=baselines, patience=run.patience)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
@@ -225,13 +234,25 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
     return metrics
 
 
+def data_baselines(model, run, ds):
+    """What the run is measured against: for images the mean and PCA (tae_data.baselines), for ratings
+    the global mean and the bias model (tae_ratings.baselines), on the run's test set."""
+    if tae_config.is_ratings(run.dataset):
+        import tae_ratings
+
+        return tae_ratings.baselines(ds.data)
+    return tae_data.baselines(ds.train, ds.test, model.dims[-1])
+
+
 def compare(model, run, ds, out, log=print):
     """The question's code and every mode on the same data, seed, batches and epochs."""
     import tae_figures
 
     tae_files.write_json(os.path.join(out, "config.json"), config_record(model, run, ds, compare=True))
+    ratings = tae_config.is_ratings(run.dataset)
+    figure, label = ("test_rmse", "test RMSE") if ratings else ("test_sse_per_image", "test sum of squared errors per image")
     results, curves = {}, {}
-    baselines = tae_data.baselines(ds.train, ds.test, model.dims[-1])
+    baselines = data_baselines(model, run, ds)
     for name, fields in COMPARE.items():
         variant = dataclasses.replace(model, **fields)
         tied = run.epochs - run.epochs // 2 if run.tied_epochs is None else run.tied_epochs
@@ -246,16 +267,23 @@ def compare(model, run, ds, out, log=print):
                 tae_files.prepare(folder)
             metrics = train_one(variant, sub, ds, folder, log, keep_data=True, baselines=baselines)
         results[name] = metrics["final"]
-        curves[name] = [(m["epoch"], m["test_sse_per_image"]) for m in metrics["epochs"]]
-    levels = tae_data.baseline_rows(baselines, ds)
+        curves[name] = [(m["epoch"], m[figure]) for m in metrics["epochs"]]
+    if ratings:
+        levels = {k: {"test_rmse": v["rmse"], "test_mae": v["mae"], "trainable_params": 0} for k, v in baselines.items()}
+        columns = (("test rmse", "test_rmse", ".4f"), ("test mae", "test_mae", ".4f"))
+    else:
+        levels = tae_data.baseline_rows(baselines, ds)
+        columns = (("test mse", "test_mse", ".5f"), ("sse/image", "test_sse_per_image", ".3f"))
     tae_files.write_json(os.path.join(out, "compare.json"), {**results, "baselines": levels})
-    tae_figures.save_curves(os.path.join(out, "compare.png"), curves, "test sum of squared errors per image",
+    tae_figures.save_curves(os.path.join(out, "compare.png"), curves, label,
                             f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs",
-                            references={k: v["test_sse_per_image"] for k, v in levels.items()})
-    log(f"{'variant':<12} {'trainable':>10} {'test mse':>10} {'sse/image':>10} {'seconds':>8}")
+                            references={k: v[figure] for k, v in levels.items()})
+    width = max(12, *map(len, levels))
+    log(f"{'variant':<{width}} {'trainable':>10} " + " ".join(f"{c:>10}" for c, _, _ in columns) + f" {'seconds':>8}")
     for name, r in {**results, **levels}.items():
         seconds = f"{r['train_seconds']:>8.1f}" if "train_seconds" in r else f"{'-':>8}"
-        log(f"{name:<12} {r['trainable_params']:>10} {r['test_mse']:>10.5f} {r['test_sse_per_image']:>10.3f} {seconds}")
+        log(f"{name:<{width}} {r['trainable_params']:>10} " + " ".join(f"{r[k]:>10{f}}" for _, k, f in columns)
+            + f" {seconds}")
     return results
 
 
@@ -269,28 +297,71 @@ def import_tensorflow(verbose):
     tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
 
 
+def load_images(model, model_values, run):
+    """(model, run, ds) of an image run: a new run's configs resolved from the data (model None and
+    its given fields in model_values), the validation split made, the data checked against them."""
+    ds = tae_data.load(run.dataset, run.data_dir)
+    if model is None:
+        model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train), ds.name)
+    tae_data.split_validation(ds, run.validation)
+    tae_data.validate(ds, model.dims[0], model.output_activation == "sigmoid" or model.loss == "xent")
+    return model, run, ds
+
+
+def load_ratings(model, model_values, run):
+    """(model, run, ds) of a ratings run: the ratings read, the validation ratings carved out, the
+    training ratings arranged in the run's orientation (tae_ratings.RatingsSet)."""
+    import tae_ratings
+
+    data = tae_ratings.load(run)
+    if model is None:
+        run = tae_config.ratings_validation(run, len(data.train))
+    tae_ratings.split_validation(data, run.validation)
+    ds = tae_ratings.arrange(data, run.orientation)
+    if model is None:
+        model, run = tae_config.resolve_ratings(model_values, run, ds.width, ds.rows)
+    elif model.dims[0] != ds.width:
+        raise UsageError(f"the ratings in {data.source} give {ds.width} columns, not the run's {model.dims[0]}; "
+                         "they changed since the run started: start a new run")
+    return model, run, ds
+
+
 def use_run(args, given, hold):
-    """--encode, --reconstruct, --export on the trained run in --out."""
+    """--encode, --reconstruct, --recommend, --export on the trained run in --out."""
     others = [name for name, on in (("--resume", args.resume), ("--compare", args.compare),
                                     ("--preset", args.preset)) if on] + [f.name for f in given]
     if not args.out:
-        raise UsageError("--encode, --reconstruct and --export need --out: the trained run to use")
+        raise UsageError("--encode, --reconstruct, --recommend and --export need --out: the trained run to use")
     if others:
-        raise UsageError(f"{others[0]} does nothing with --encode, --reconstruct or --export (the run's own settings "
-                         "are used); drop it")
+        raise UsageError(f"{others[0]} does nothing with --encode, --reconstruct, --recommend or --export (the run's "
+                         "own settings are used); drop it")
     whats = [w for w in ("encode", "reconstruct") if getattr(args, w)]
     if args.to and len(whats) != 1:
         raise UsageError("--to names one output file: give it with one of --encode and --reconstruct")
     if len({getattr(args, w) for w in whats}) > 1:
         raise UsageError("--encode and --reconstruct together take the same FILE; run them one at a time")
-    if not os.path.exists(os.path.join(args.out, "config.json")):
+    saved = tae_files.read_json(os.path.join(args.out, "config.json"))
+    if saved is None:
         raise UsageError(f"--out {args.out} holds no run (no config.json); train one first")
+    ratings = "rating_scale" in saved
+    if ratings and whats:
+        raise UsageError(f"--{whats[0]} takes images or arrays; {args.out} is a ratings run: use --recommend USER")
+    if args.recommend is not None and not ratings:
+        raise UsageError(f"--recommend takes a ratings run; {args.out} was trained on {saved['run']['dataset']}")
     if args.export:
         hold.enter_context(tae_files.lock(args.out))
     import_tensorflow(args.verbose)
     import tae_export
 
     trained = tae_export.restore(args.out)
+    if args.recommend is not None:
+        run = RunConfig(**saved["run"])
+        _, _, ds = load_ratings(AEConfig(**saved["model"]), None, run)
+        titles = ds.data.titles
+        print(f"the 10 highest predicted ratings among the items user {args.recommend} has not rated "
+              f"({os.path.basename(trained.checkpoint)}):")
+        for rank, (item, value) in enumerate(tae_export.recommend(trained, ds, args.recommend), 1):
+            print(f"{rank:>3}. {value:.2f}  {titles.get(item, f'item {item}')}")
     for what, target in (tae_export.write_outputs(trained, getattr(args, whats[0]), whats, args.to).items()
                          if whats else ()):
         print(f"wrote {target} ({tae_export.OUTPUTS[what]} of {getattr(args, what)}, by {os.path.basename(trained.checkpoint)})")
@@ -303,7 +374,7 @@ def run_command(args, hold):
     """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
     that keeps the run folder's lock until main returns."""
     given = given_flags(args)
-    if args.encode or args.reconstruct or args.export:
+    if args.encode or args.reconstruct or args.export or args.recommend is not None:
         return use_run(args, given, hold)
     if args.to:
         raise UsageError("--to does nothing without --encode or --reconstruct; drop it")
@@ -319,20 +390,22 @@ def run_command(args, hold):
         saved, model, run = resumed_configs(args, given)
         if complete(args.out, saved, run):
             return 0
-        ds = tae_data.load(run.dataset, run.data_dir)
+        model_values = None
     else:
         if args.preset and args.compare:
             raise UsageError("--preset does nothing with --compare (its snippet row is the question preset "
                              "already); drop it")
         model_values, run = early_configs(given, args.preset)
-        refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
-        ds = tae_data.load(run.dataset, run.data_dir)
-        try:
-            model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train), ds.name)
-        except ConfigError as e:
-            raise config_error(e) from None
-    tae_data.split_validation(ds, run.validation)
-    tae_data.validate(ds, model.dims[0], model.output_activation == "sigmoid" or model.loss == "xent")
+        if not tae_config.is_ratings(run.dataset):  # ratings defaults (masked_mse...) come with the data
+            refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
+        model = None
+    try:
+        load = load_ratings if tae_config.is_ratings(run.dataset) else load_images
+        model, run, ds = load(model, model_values, run)
+    except ConfigError as e:
+        raise config_error(e) from None
+    if model_values is not None:
+        refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
     out = args.out or new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         tae_files.prepare(out)

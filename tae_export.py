@@ -153,3 +153,26 @@ def write_outputs(trained, path, whats, to=None):
         except tae_files.WriteFailed as e:
             raise Stopped(EXIT_WRITE_FAILED, f"{e}; make room or fix the folder and run it again") from None
     return targets
+
+
+def recommend(trained, ds, user, count=10, chunk=512):
+    """The `count` items with the highest predicted ratings among those `user` has not rated (in any
+    of the run's ratings: training, validation or test), from the model's reconstruction of the
+    training ratings. ds: the run's tae_ratings.RatingsSet, rebuilt as the run built it. Returns
+    [(item id, predicted rating)], best first (equal predictions: the lower id first)."""
+    idx, m = ds.idx, ds.matrix
+    row = np.searchsorted(idx.user_ids, user)
+    if row >= len(idx.user_ids) or idx.user_ids[row] != user:
+        raise UsageError(f"user {user} has no training ratings in this run (its users are ids of the ratings file, "
+                         f"{idx.user_ids[0]} to {idx.user_ids[-1]}); give one of them")
+    if ds.orientation == "user":  # the user's row, all items
+        predicted = run_model(trained, m.dense([row]), "reconstruct")[0]
+    else:  # every item's row, the user's column
+        predicted = np.concatenate([run_model(trained, m.dense(np.arange(start, min(start + chunk, m.shape[0]))),
+                                              "reconstruct")[:, row] for start in range(0, m.shape[0], chunk)])
+    predicted = np.clip(predicted.astype(np.float64), *ds.data.scale)
+    parts = [ds.data.train, ds.data.test] + ([ds.data.validation] if ds.data.validation is not None else [])
+    rated = np.unique(np.concatenate([p.items[p.users == user] for p in parts]))
+    candidates = np.flatnonzero(~np.isin(idx.item_ids, rated))
+    best = candidates[np.lexsort((idx.item_ids[candidates], -predicted[candidates]))][:count]
+    return [(int(idx.item_ids[i]), float(predicted[i])) for i in best]

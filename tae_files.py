@@ -68,7 +68,20 @@ def atomic_write(path, write):
 
 
 def write_json(path, obj):
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((_readable(obj) + "\n").encode()))
+
+
+def _readable(obj, depth=0):
+    """JSON with each key of an object, and each element of a list of objects, on its own line; the
+    innermost parts on one line each, by json's C encoder (indent=2 takes the pure-Python encoder:
+    metrics.json, rewritten every epoch, cost 12 ms an epoch at 200 epochs that way)."""
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if isinstance(obj, dict) and obj:
+        return "{\n" + ",\n".join(f"{inner}{json.dumps(str(k))}: {_readable(v, depth + 1)}" for k, v in obj.items()) \
+            + f"\n{pad}}}"
+    if isinstance(obj, list) and obj and all(isinstance(v, dict) for v in obj):
+        return "[\n" + ",\n".join(inner + json.dumps(v) for v in obj) + f"\n{pad}]"
+    return json.dumps(obj)
 
 
 def read_json(path):

@@ -10,13 +10,17 @@ items that have training ratings 0..n-1, and a test rating whose user or item ha
 import dataclasses
 import pathlib
 import re
+import warnings
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from tae_config import MOVIELENS_SPLITS, ORIENTATIONS
 from tae_data import DataError
 
-MOVIELENS_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+# Where MovieLens 100K is looked for when --data-dir is not given (it is never downloaded: its
+# licence asks each user to fetch it from GroupLens).
+LOCAL = (pathlib.Path("data/ml-100k"), pathlib.Path("ml-100k"))
 
 
 @dataclasses.dataclass
@@ -51,8 +55,46 @@ _SPLIT_LINE = re.compile(r"::|\t|,|;|\s+")
 def read_ratings(path, scale=None):
     """A ratings file: one rating a line, `user item rating` and anything after (MovieLens'
     timestamp), separated by tabs, commas, semicolons, '::' or spaces; a first line that is not
-    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable."""
+    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable.
+    A clean file with one-character separators is read by NumPy's parser (10 million ratings in
+    seconds, never held as Python objects); anything else goes through the line-by-line reader,
+    which names the line at fault."""
     path = pathlib.Path(path)
+    found = _read_fast(path, scale)
+    return found if found is not None else _read_lines(path, scale)
+
+
+def _read_fast(path, scale):
+    """Ratings by np.loadtxt, or None when the file needs the line-by-line reader (a two-character
+    separator, or anything loadtxt or the checks refuse: that reader then names the line)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = [line for _, line in zip(range(2), f)]
+    except OSError:
+        return None
+    if not first or "::" in first[-1]:
+        return None
+    header = int(not _SPLIT_LINE.split(first[0].strip())[0].lstrip("-").isdigit())  # a first line of names
+    if header >= len(first):
+        return None
+    sample = first[header]
+    delimiter = next((c for c in "\t,;" if c in sample), None)
+    try:
+        with warnings.catch_warnings():  # an empty file: the line reader says so, in its words
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, delimiter=delimiter, usecols=(0, 1, 2), skiprows=header, ndmin=2,
+                               dtype=np.float64, encoding="utf-8")
+    except (ValueError, IndexError, OSError):
+        return None
+    users, items, values = table[:, 0], table[:, 1], table[:, 2]
+    if not len(values) or not (np.all(users == np.round(users)) and np.all(items == np.round(items))) \
+            or not np.isfinite(values).all() or (scale is not None and not (
+                (values >= scale[0]).all() and (values <= scale[1]).all())):
+        return None
+    return Ratings(users.astype(np.int64), items.astype(np.int64), values.astype(np.float32))
+
+
+def _read_lines(path, scale):
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
@@ -139,12 +181,28 @@ def check_overlap(data):
     return data
 
 
-def split_validation(data, fraction=0.1, seed=0):
-    """Carve a seeded `fraction` of the training ratings out as data.validation (every choice is made
-    on it; the test ratings choose nothing)."""
-    if fraction:
+def load(run):
+    """The ratings a RunConfig names: MovieLens 100K's `run.split` (from --data-dir or a LOCAL
+    place), or a user's ratings file with its --test-file or a seeded tenth held out."""
+    if run.dataset != "movielens":
+        if not pathlib.Path(run.dataset).is_file():
+            raise DataError(f"ratings file {run.dataset} does not exist; check the path given to --dataset")
+        return load_user_ratings(run.dataset, run.test_file)
+    if run.data_dir:
+        return load_movielens(run.data_dir, run.split)
+    for folder in LOCAL:
+        if (folder / "u1.base").exists():
+            return load_movielens(folder, run.split)
+    raise DataError("MovieLens 100K was not found in ./data/ml-100k or ./ml-100k; download ml-100k.zip from "
+                    "https://grouplens.org/datasets/movielens/100k/, unzip it and give --data-dir ml-100k")
+
+
+def split_validation(data, count, seed=0):
+    """Carve `count` seeded training ratings out as data.validation (every choice is made on them;
+    the test ratings choose nothing). A fraction below 1 is taken as a share of the ratings."""
+    if count:
         order = np.random.RandomState([seed, 7]).permutation(len(data.train))
-        cut = int(round(len(order) * fraction))
+        cut = int(round(len(order) * count)) if count < 1 else int(count)
         data.validation, data.train = data.train.take(np.sort(order[:cut])), data.train.take(np.sort(order[cut:]))
     return data
 
@@ -203,7 +261,7 @@ def baselines(data):
             "user and item biases": errors(bias_predictions(model, data.test, data.scale), data.test)}
 
 
-ORIENTATIONS = ("item", "user")  # item: rows are items (I-AutoRec); user: rows are users (DeepRecommender)
+# orientation item: rows are items (I-AutoRec); user: rows are users (DeepRecommender)
 
 
 class Matrix(NamedTuple):
@@ -247,12 +305,70 @@ def predict(reconstruct, train_matrix, idx, ratings, orientation, scale, fallbac
     *training* matrix is reconstructed by `reconstruct` ([n, columns] -> [n, columns], e.g. a Session
     running the model) and the rating's column read off; cold ratings get `fallback` (the bias
     model's prediction). Clipped to the scale. Returns (predictions, usable mask)."""
-    rows, cols, usable = positions(idx, ratings, orientation)
-    out = np.asarray(bias_predictions(fallback, ratings, scale), np.float64)
-    wanted = np.unique(rows[usable])
+    return predict_parts(reconstruct, train_matrix, idx, [ratings], orientation, scale, fallback, chunk)[0]
+
+
+def predict_parts(reconstruct, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):
+    """`predict` for several rating sets at once (validation and test): each row is reconstructed
+    once. Returns [(predictions, usable mask)] in the order of `parts`."""
+    where = [positions(idx, ratings, orientation) for ratings in parts]
+    out = [np.asarray(bias_predictions(fallback, ratings, scale), np.float64) for ratings in parts]
+    by_row = []  # each part's usable ratings ordered by row, and those rows: a chunk's ratings are a slice
+    for rows, _, usable in where:
+        pick = np.flatnonzero(usable)
+        pick = pick[np.argsort(rows[pick], kind="stable")]
+        by_row.append((pick, rows[pick]))
+    wanted = np.unique(np.concatenate([rows[usable] for rows, _, usable in where]))
     for start in range(0, len(wanted), chunk):
-        part = wanted[start:start + chunk]
+        part = wanted[start:start + chunk]  # sorted: every usable rating with a row in [first, last] is here
         recon = reconstruct(train_matrix.dense(part))
-        pick = usable & np.isin(rows, part)
-        out[pick] = recon[np.searchsorted(part, rows[pick]), cols[pick]]
-    return np.clip(out, *scale), usable
+        for (rows, cols, _), (pick, sorted_rows), predictions in zip(where, by_row, out):
+            lo, hi = np.searchsorted(sorted_rows, [part[0], part[-1] + 1])
+            take = pick[lo:hi]
+            predictions[take] = recon[np.searchsorted(part, rows[take]), cols[take]]
+    return [(np.clip(p, *scale), usable) for p, (_, _, usable) in zip(out, where)]
+
+
+@dataclasses.dataclass
+class RatingsSet:
+    """Ratings arranged for the autoencoder, what tae_runner trains on and scores: the training
+    ratings as a CSR matrix in one orientation (rows are the examples), the index of the users and
+    items that have training ratings, and the bias model that predicts the cold ratings."""
+
+    name: str
+    source: str
+    data: RatingsData
+    orientation: str
+    idx: Index
+    matrix: Matrix  # the training ratings: the model's only input, for training and for predictions
+    fallback: tuple  # `biases(data.train)`
+    train: Optional[tuple]  # (indptr, columns, values) for tf1_input.load; None once in the graph
+    image_shape = None
+
+    @property
+    def width(self):
+        return self.matrix.shape[1]
+
+    @property
+    def rows(self):
+        return self.matrix.shape[0]
+
+
+def arrange(data, orientation):
+    """A RatingsSet of `data` (validation already carved out) in `orientation`."""
+    idx = index(data.train)
+    m = matrix(data.train, idx, orientation)
+    return RatingsSet(data.name, data.source, data, orientation, idx, m, biases(data.train),
+                      (m.indptr, m.columns, m.values))
+
+
+def write_predictions(path, ratings, predictions, usable):
+    """predictions.csv, written whole or not at all: user, item, rating, prediction, cold (1: the
+    user or the item has no training rating; the prediction is the bias model's)."""
+    import tae_files
+
+    lines = ["user,item,rating,prediction,cold\n"] + [
+        f"{u},{i},{r:g},{p:.4f},{0 if ok else 1}\n" for u, i, r, p, ok in zip(
+            ratings.users.tolist(), ratings.items.tolist(), ratings.values.tolist(), predictions.tolist(),
+            usable.tolist())]
+    tae_files.atomic_write(path, lambda f: f.write("".join(lines).encode()))

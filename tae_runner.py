@@ -13,6 +13,11 @@ kill between the two leaves a record that the resume drops, never a checkpoint w
 then, if its validation error is the lowest so far, the best checkpoint (a second Saver; a kill
 before it is mended on resume, since the records say which epoch is best). The run ends by
 restoring the best epoch and evaluating it on the test set; without a validation split, the last.
+
+What "evaluation" means is the run's scoring object: ImageScoring (loss and SSE per image on the
+validation and test arrays; recon.png, codes.png, the 5-NN figures) or RatingScoring (RMSE and MAE
+of the validation and test ratings, predicted from the training ratings alone; predictions.csv).
+The loop, the checkpoints and the choice of the best epoch are the same for both.
 """
 import os
 import re
@@ -25,6 +30,7 @@ import tensorflow as tf
 
 import tae_data
 import tae_figures
+import tae_ratings
 import tae_files
 import tf1_input
 import tf1_tied_ae as tae
@@ -38,7 +44,8 @@ STEPS_PER_CALL = 16
 FIGURE = {"epochs": "train_loss", "pretrain": "recon_sse_per_example"}  # what a stage's steps return
 TAGS = {"train_loss": "loss/train", "validation_loss": "loss/validation", "test_loss": "loss/test",
         "validation_sse_per_image": "validation/sse_per_image", "test_sse_per_image": "test/sse_per_image",
-        "recon_sse_per_example": "pretrain/recon_sse_per_example"}  # TensorBoard, by global step
+        "recon_sse_per_example": "pretrain/recon_sse_per_example", "validation_rmse": "validation/rmse",
+        "test_rmse": "test/rmse"}  # TensorBoard, by global step
 BEST = "best"  # the best epoch's checkpoint: best-<global step>, state file best_checkpoint
 
 
@@ -137,6 +144,7 @@ class Runner:
         self.metrics = tae_files.read_json(self.metrics_path) or {}
         self.sess = self.stop = self.writer = self.stopped_early = None
         self.bar = sys.stdout.isatty()
+        self.scoring = (RatingScoring if isinstance(ds, tae_ratings.RatingsSet) else ImageScoring)(self)
 
     def start(self, config):
         """Restore the newest checkpoint in the folder, or initialise and save ckpt-0; then write
@@ -168,8 +176,9 @@ class Runner:
 
     def best_record(self):
         """The epoch record with the lowest validation error so far (the first of equals), or None."""
-        scored = [r for r in self.metrics.get("epochs", []) if "validation_sse_per_image" in r]
-        return min(scored, key=lambda r: r["validation_sse_per_image"], default=None)
+        key = self.scoring.selection
+        scored = [r for r in self.metrics.get("epochs", []) if key in r]
+        return min(scored, key=lambda r: r[key], default=None)
 
     def keep_best_in_step(self, step):
         """On a start: hand the best checkpoint to its Saver (so that the next best replaces it), and
@@ -271,17 +280,13 @@ class Runner:
         record = {"epoch": stage.first_epoch + epoch + 1, "stage": stage.name, "global_step": self.step(),
                   FIGURE[stage.record]: figure_sum / stage.steps_per_epoch}
         if stage.head is not None:
-            parts = (("validation", self.ds.validation), ("test", self.ds.test))
-            for part, data in ((p, d) for p, d in parts if d is not None):
-                loss, sse = evaluate(self.sess, stage.head, self.ae.x, data)
-                record.update({f"{part}_loss": loss, f"{part}_mse": sse / self.ae.config.dims[0],
-                               f"{part}_sse_per_image": sse})
+            record.update(self.scoring.epoch(stage.head))
         record.update(seconds=seconds, samples_per_s=stage.steps_per_epoch * stage.batch_size / seconds,
                       train_seconds=max(done, default=0.0) + seconds)
         self.metrics[stage.record].append(record)
         self.write_metrics("running")  # before the checkpoints: see the module docstring
         self.save()
-        if "validation_sse_per_image" in record and self.best_record() is record:
+        if self.scoring.selection in record and self.best_record() is record:
             self.save(best=True)  # after the rolling one: a kill between the two is mended on resume
         self.report(stage, record)
         self.check_patience(record)
@@ -304,7 +309,7 @@ class Runner:
 
     def report(self, stage, record):
         """The epoch's log line and TensorBoard summaries."""
-        keys = (FIGURE[stage.record], "validation_loss", "validation_sse_per_image", "test_loss", "test_sse_per_image")
+        keys = (FIGURE[stage.record],) + self.scoring.shown
         shown = {k: record[k] for k in keys if k in record}
         self.writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
                                                                      f"{TAGS[k]}/{stage.name}", simple_value=v)
@@ -330,35 +335,25 @@ class Runner:
     def finish(self):
         """The final evaluation (of the best epoch by validation error, if there is a validation
         split), the figures, and metrics.json's `final` (written last)."""
-        ae, ds = self.ae, self.ds
         best, head = self.restore_best()
-        test_loss, sse = evaluate(self.sess, head, ae.x, ds.test)
-        if ds.image_shape:
-            recon = self.sess.run(head.reconstruction, {ae.x: ds.test[:10]})
-            tae_figures.save_reconstructions(os.path.join(self.out, "recon.png"), ds.test[:10], recon, ds.image_shape)
         history = self.metrics["epochs"]
-        cfg = ae.config
-        self.save_curves(history)
         seconds = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
-        self.metrics["final"] = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse,
-                                 "epochs": len(history), "trainable_params": sum(
-                                     int(np.prod(v.shape.as_list())) for v in head.var_list),
-                                 "train_seconds": max(seconds, default=0.0)}
-        codes = self.codes_report(head)
-        if codes:
-            self.metrics["final"]["knn5_accuracy"] = codes
+        final = {"epochs": len(history),
+                 "trainable_params": sum(int(np.prod(v.shape.as_list())) for v in head.var_list),
+                 "train_seconds": max(seconds, default=0.0)}
+        figures, text = self.scoring.final(head)
+        final.update(figures)
+        self.metrics["final"] = final
+        self.scoring.curves(history)
         chosen = ""
         if best is not None:
-            self.metrics["final"].update(best_epoch=best["epoch"], best_stage=best["stage"],
-                                         validation_sse_per_image=best["validation_sse_per_image"])
+            key = self.scoring.selection
+            final.update({"best_epoch": best["epoch"], "best_stage": best["stage"], key: best[key]})
             chosen = f" (epoch {best['epoch']} of {len(history)}, the lowest validation error)"
         if self.stopped_early is not None:
-            self.metrics["final"]["stopped_early"] = self.stopped_early
+            final["stopped_early"] = self.stopped_early
         self.write_metrics("done")
-        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}, on PCA-{codes['pca_components']} " \
-              f"{codes['pca']:.4f}" if codes else ""
-        self.log(f"final{chosen}: test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
-                 f"test sum of squared errors per image {sse:.3f}{knn}")
+        self.log(f"final{chosen}: {text}")
 
     def training_rows(self, fetch, batch=4096):
         """sess.run(fetch) over the training set held in the graph, in its stored order (ae.x
@@ -374,24 +369,65 @@ class Runner:
             out.append(self.sess.run(fetch))
         return out
 
+    def best_mark(self):
+        best = self.best_record()
+        return {f"best epoch by validation ({best['epoch']})": best["epoch"]} if best else None
+
+
+class ImageScoring:
+    """How an image run is scored: the loss and the sum of squared errors per image on the validation
+    and test arrays each epoch; at the end recon.png, codes.png and the 5-NN figures (with labels),
+    and the mean and PCA baselines (tae_data.baselines)."""
+
+    selection = "validation_sse_per_image"
+    shown = ("validation_loss", "validation_sse_per_image", "test_loss", "test_sse_per_image")
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def epoch(self, head):
+        r, record = self.runner, {}
+        for part, data in (("validation", r.ds.validation), ("test", r.ds.test)):
+            if data is not None:
+                loss, sse = evaluate(r.sess, head, r.ae.x, data)
+                record.update({f"{part}_loss": loss, f"{part}_mse": sse / r.ae.config.dims[0],
+                               f"{part}_sse_per_image": sse})
+        return record
+
+    def final(self, head):
+        """(figures for metrics.json's final, the final line's text)."""
+        r, ds, cfg = self.runner, self.runner.ds, self.runner.ae.config
+        test_loss, sse = evaluate(r.sess, head, r.ae.x, ds.test)
+        if ds.image_shape:
+            recon = r.sess.run(head.reconstruction, {r.ae.x: ds.test[:10]})
+            tae_figures.save_reconstructions(os.path.join(r.out, "recon.png"), ds.test[:10], recon, ds.image_shape)
+        figures = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse}
+        codes = self.codes_report(head)
+        if codes:
+            figures["knn5_accuracy"] = codes
+        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}, on PCA-{codes['pca_components']} " \
+              f"{codes['pca']:.4f}" if codes else ""
+        return figures, (f"test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
+                         f"test sum of squared errors per image {sse:.3f}{knn}")
+
     def codes_report(self, head):
         """With class labels: codes.png (the test codes, or their first two principal components,
         beside PCA's first two components of the same images) and the test accuracy of a 5-nearest-
         neighbour classifier on the codes and on PCA with as many components, both fitted on the
         training set. Returns {"codes", "pca", "pca_components"}, or None without labels."""
-        ds, cfg = self.ds, self.ae.config
+        r, ds, cfg = self.runner, self.runner.ds, self.runner.ae.config
         if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
             return None
         import sklearn
         from sklearn.neighbors import KNeighborsClassifier
 
-        test_codes = np.concatenate([self.sess.run(head.code, {self.ae.x: ds.test[i : i + 4096]})
+        test_codes = np.concatenate([r.sess.run(head.code, {r.ae.x: ds.test[i : i + 4096]})
                                      for i in range(0, len(ds.test), 4096)])
         # two passes over the graph's copy of the training set, a batch at a time (it is not held
         # twice): the codes and the covariance, then the projections on the top k directions
-        k, dim, n = min(cfg.dims[-1], cfg.dims[0]), cfg.dims[0], self.ae.input.num_examples
+        k, dim, n = min(cfg.dims[-1], cfg.dims[0]), cfg.dims[0], r.ae.input.num_examples
         total, scatter, train_codes = np.zeros(dim), np.zeros((dim, dim)), []
-        for rows, codes in self.training_rows([self.ae.x, head.code]):
+        for rows, codes in r.training_rows([r.ae.x, head.code]):
             total += rows.sum(axis=0, dtype=np.float64)
             scatter += rows.T.astype(np.float64) @ rows
             train_codes.append(codes)
@@ -402,13 +438,13 @@ class Runner:
             with sklearn.config_context(working_memory=64):
                 return float(KNeighborsClassifier(5).fit(train, ds.train_labels).score(test, ds.test_labels))
 
-        train_pca = np.concatenate([project(rows) for rows in self.training_rows(self.ae.x)])
+        train_pca = np.concatenate([project(rows) for rows in r.training_rows(r.ae.x)])
         train_codes = np.concatenate(train_codes)
         result = {"codes": score(train_codes, test_codes), "pca": score(train_pca, project(ds.test)),
                   "pca_components": k}
         shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
         what = "the 2-value codes" if cfg.dims[-1] == 2 else f"the first 2 principal components of the {cfg.dims[-1]}-value codes"
-        tae_figures.save_codes(os.path.join(self.out, "codes.png"), {
+        tae_figures.save_codes(os.path.join(r.out, "codes.png"), {
             f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown,
             f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})":
                 project(ds.test)[:, :2]}, ds.test_labels)
@@ -416,16 +452,16 @@ class Runner:
 
     def baseline_levels(self):
         """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""
-        found = self.metrics.get("baselines")
-        rows = tae_data.baseline_rows(found, self.ds) if found else {}
+        found = self.runner.metrics.get("baselines")
+        rows = tae_data.baseline_rows(found, self.runner.ds) if found else {}
         return {label: row["test_mse"] for label, row in rows.items()}
 
     def against_baselines(self):
         return "".join(f"; {label} {value:.5f}" for label, value in self.baseline_levels().items())
 
-    def save_curves(self, history):
+    def curves(self, history):
         """curves.png: the loss per epoch, and the test MSE against the baselines' (dashed)."""
-        cfg = self.ae.config
+        r, cfg = self.runner, self.runner.ae.config
         series = {f"train {cfg.loss}": [(m["epoch"], m["train_loss"]) for m in history]}
         for part in ("validation", "test"):
             if history and f"{part}_loss" in history[0]:
@@ -433,8 +469,64 @@ class Runner:
                 if cfg.loss != "mse":
                     series[f"{part} mse"] = [(m["epoch"], m[f"{part}_mse"]) for m in history]
         references = {f"{label} (test mse)": value for label, value in self.baseline_levels().items()}
-        best = self.best_record()
-        marks = {f"best epoch by validation ({best['epoch']})": best["epoch"]} if best else None
-        tae_figures.save_curves(os.path.join(self.out, "curves.png"), series, "loss per value",
-                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}", references=references,
-                                marks=marks)
+        tae_figures.save_curves(os.path.join(r.out, "curves.png"), series, "loss per value",
+                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {r.ds.name}", references=references,
+                                marks=r.best_mark())
+
+
+class RatingScoring:
+    """How a ratings run is scored (tae_ratings.RatingsSet): each epoch, the RMSE and MAE of the
+    predictions for the validation and test ratings, made from the training ratings alone
+    (tae_ratings.predict_parts; cold ratings get the bias model's prediction); at the end
+    predictions.csv, and the global-mean and bias baselines on the same test ratings."""
+
+    selection = "validation_rmse"
+    shown = ("validation_rmse", "test_rmse")
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def predictions(self, head, parts):
+        r, ds = self.runner, self.runner.ds
+        reconstruct = lambda rows: r.sess.run(head.reconstruction, {r.ae.x: rows})  # noqa: E731
+        return tae_ratings.predict_parts(reconstruct, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale,
+                                         ds.fallback)
+
+    def epoch(self, head):
+        data, record = self.runner.ds.data, {}
+        parts = {p: d for p, d in (("validation", data.validation), ("test", data.test)) if d is not None and len(d)}
+        for (part, ratings), (predicted, _) in zip(parts.items(), self.predictions(head, list(parts.values()))):
+            record.update({f"{part}_{k}": v for k, v in tae_ratings.errors(predicted, ratings).items()})
+        return record
+
+    def final(self, head):
+        r, data = self.runner, self.runner.ds.data
+        [(predicted, usable)] = self.predictions(head, [data.test])
+        tae_ratings.write_predictions(os.path.join(r.out, "predictions.csv"), data.test, predicted, usable)
+        found = tae_ratings.errors(predicted, data.test)
+        cold = int((~usable).sum())
+        figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
+                   "cold_test_ratings": cold}
+        return figures, (f"test RMSE {found['rmse']:.4f}, MAE {found['mae']:.4f} over {len(data.test)} ratings "
+                         f"({cold} cold: the bias model's prediction){self.against_baselines()}; "
+                         f"predictions.csv written")
+
+    def baseline_levels(self):
+        """{label: test RMSE} of the run's baselines (tae_ratings.baselines)."""
+        return {label: row["rmse"] for label, row in (self.runner.metrics.get("baselines") or {}).items()}
+
+    def against_baselines(self):
+        return "".join(f"; {label} {value:.4f}" for label, value in self.baseline_levels().items())
+
+    def curves(self, history):
+        """curves.png: the training loss's root (the RMSE of the training batches) and the validation
+        and test RMSE per epoch, against the baselines' test RMSE (dashed)."""
+        r, cfg = self.runner, self.runner.ae.config
+        series = {f"train: root of the {cfg.loss}": [(m["epoch"], float(np.sqrt(m["train_loss"]))) for m in history]}
+        for part in ("validation", "test"):
+            if history and f"{part}_rmse" in history[0]:
+                series[f"{part} RMSE"] = [(m["epoch"], m[f"{part}_rmse"]) for m in history]
+        references = {f"{label} (test RMSE)": value for label, value in self.baseline_levels().items()}
+        tae_figures.save_curves(os.path.join(r.out, "curves.png"), series, "RMSE",
+                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {r.ds.name}, {r.ds.orientation}-based",
+                                references=references, marks=r.best_mark())

@@ -296,8 +296,16 @@ def head(parts, name, untied, var_list, optimizer, after=None):
         decay = weight_decay(cfg, var_list)
         return Training(noisy, code, loss, loss if decay is None else loss + decay)
 
-    def step(objective):  # sync's frozen copies are outside var_list: no gradient reaches W through them
+    def step(objective, x):  # sync's frozen copies are outside var_list: no gradient reaches W through them
         update = optimizer.minimize(objective, parts.global_step, var_list=list(var_list))
+        if cfg.dense_refeed:
+            # DeepRecommender's dense re-feeding (Kuchaiev & Ginsburg 2017): after the step on x, its
+            # dense output y = f(x), as updated, is a new example, input and target both; a second
+            # update on it, which does not count as a step of its own (global_step moves once)
+            with tf.control_dependencies([update]):  # every read below comes after the first update
+                y = tf.stop_gradient(forward(x, x)[1])
+                again = training(y)
+                update = optimizer.minimize(again.objective, var_list=list(var_list))
         if after is None:
             return update
         with tf.control_dependencies([update]):
@@ -305,12 +313,12 @@ def head(parts, name, untied, var_list, optimizer, after=None):
 
     def loop_step(batch):  # the same step on a drawn batch, inside the multi-step loop
         trained = training(batch)
-        return trained.loss, step(trained.objective)
+        return trained.loss, step(trained.objective, batch)
 
     with tf1.variable_scope(name):  # the optimizer's slots: name/<variable>/Adam...
         clean = forward(parts.x, parts.x)
         trained = training(parts.x, clean)
-        train_op = step(trained.objective)
+        train_op = step(trained.objective, parts.x)
         steps = tf1_input.multi_step(parts.pipe, loop_step) if parts.pipe is not None else None
     return Head(*clean, train_op, tuple(var_list), trained), steps
 

@@ -18,3 +18,12 @@ def mnist_dir():
     if not (path / "t10k-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST not found at {path} (only developers' machines and CI have ../shared)")
     return path
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of many seconds (whole runs); started first, so that the "
+                                       "two xdist workers finish together")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order

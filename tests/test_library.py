@@ -567,3 +567,38 @@ def test_a_masked_model_trains_the_same_on_sparse_and_dense_rows():
     assert np.array_equal(a, b) and np.all(np.isfinite(a))
     for name in va:
         assert np.array_equal(va[name], vb[name]), name
+
+
+def test_dense_refeed_is_a_second_step_on_the_models_own_output(mode="tied"):  # the constrained decoder
+    """dense_refeed's one step equals two plain steps: the step on x, then one on y = f(x) computed
+    by the updated model (input and target both), from the same initial values; global_step moves
+    once. Checked on the fed train_op and on the stage's multi-step loop alike."""
+    rng = np.random.RandomState(4)
+    x = (rng.randint(1, 6, (8, 10)) * (rng.rand(8, 10) < 0.4)).astype(np.float32)
+    base = dict(dims=(10, 6, 3), mode=mode, loss="masked_mse", seed=5, weight_decay=1e-3)
+    refeed = tae.build(tae.AEConfig(dense_refeed=True, **base), RunConfig(epochs=1, batch_size=8), 8)
+    plain = tae.build(tae.AEConfig(**base))
+    with session(refeed) as sess:
+        start = values(sess, refeed)
+        sess.run(refeed.train.train_op, {refeed.x: x})
+        got, step = values(sess, refeed), sess.run(refeed.global_step)
+        pipe, (stage,) = refeed.input, refeed.stages  # the loop: the same step on a drawn batch
+        load(sess, refeed, start)
+        sess.run([v.initializer for v in refeed.graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)
+                  if "Adam" in v.op.name or "power" in v.op.name])
+        tf1_input.load(sess, pipe, x)
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(8, dtype=np.int32),
+                                       pipe.batch_size_placeholder: 8})
+        sess.run(stage.steps, {pipe.steps_placeholder: 1})
+        looped = values(sess, refeed)
+    with session(plain) as sess:
+        load(sess, plain, start)
+        sess.run(plain.train.train_op, {plain.x: x})
+        y = sess.run(plain.train.reconstruction, {plain.x: x})
+        sess.run(plain.train.train_op, {plain.x: y})
+        want = values(sess, plain)
+    assert step == 1 and set(got) == set(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(looped[name], want[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        assert not np.allclose(want[name], start[name]), name

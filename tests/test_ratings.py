@@ -114,3 +114,14 @@ def test_predictions_read_only_training_ratings(orientation):
     full = np.clip(dense @ weights, 1, 5)
     np.testing.assert_allclose(got[:2], full[rows[:2], cols[:2]], rtol=1e-6)
     np.testing.assert_allclose(got[2:], tae_ratings.bias_predictions(fallback, test, (1, 5))[2:])
+
+
+@pytest.mark.parametrize("text", ["1\t10\t4\t881250949\n2\t10\t3.5\t1\n", "user,item,rating\n1,10,4\n2,10,3.5\n",
+                                  "1;10;4\n2;10;3.5\n", "1 10 4\n2 10 3.5\n", "1::10::4::0\n2::10::3.5::0\n"])
+def test_numpys_reader_and_the_line_reader_agree(tmp_path, text):
+    """The fast path (np.loadtxt) gives what the strict line reader gives, or hands over to it."""
+    path = write(tmp_path, text)
+    fast, lines = tae_ratings._read_fast(path, (1, 5)), tae_ratings._read_lines(path, (1, 5))
+    assert fast is None if "::" in text else all(
+        np.array_equal(getattr(fast, k), getattr(lines, k)) and getattr(fast, k).dtype == getattr(lines, k).dtype
+        for k in ("users", "items", "values"))

@@ -120,6 +120,7 @@ def records(folder):
                for r in m["pretrain"] + m["epochs"]]
 
 
+@pytest.mark.slow
 def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     assert tae_cli.main(RBM_RUN + ["--out", str(tmp_path / "straight")]) == 0
     args = tae_cli.make_parser().parse_args(RBM_RUN)
