@@ -124,8 +124,8 @@ class AEConfig:
         applies=NOT_PRETRAINED))
     activation: str = dataclasses.field(default="elu", metadata=option(
         "hidden units: " + " | ".join(ACTIVATIONS), applies=HIDDEN))
-    code_activation: Optional[str] = dataclasses.field(default="linear", metadata=option(
-        "code layer: " + " | ".join(ACTIVATIONS), default_text="linear; ratings: sigmoid, as I-AutoRec"))  # None: the same as activation
+    code_activation: Optional[str] = dataclasses.field(default="linear", metadata=option(  # None: as activation
+        "code layer: " + " | ".join(ACTIVATIONS), default_text="linear; ratings: sigmoid, as I-AutoRec"))
     output_activation: Optional[str] = dataclasses.field(default=None, metadata=option(
         "linear | sigmoid", default_text="linear with mse, sigmoid with xent"))
     loss: str = dataclasses.field(default="mse", metadata=option(

@@ -15,7 +15,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from tae_config import MOVIELENS_SPLITS, ORIENTATIONS
+from tae_config import MOVIELENS_SPLITS, ORIENTATIONS  # noqa: F401  (ORIENTATIONS: for callers)
 from tae_data import DataError
 
 # Where MovieLens 100K is looked for when --data-dir is not given (it is never downloaded: its

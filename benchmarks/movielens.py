@@ -12,7 +12,6 @@ time, so this machine's drift spreads over all of them alike. Results: benchmark
 import argparse
 import concurrent.futures
 import json
-import os
 import pathlib
 import shlex
 import subprocess

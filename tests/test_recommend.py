@@ -3,7 +3,6 @@ own reconstruction, no leakage through the runner, --recommend), the refusals, a
 MovieLens 100K run when the real files are present."""
 import csv
 import json
-import os
 
 import numpy as np
 import pytest
