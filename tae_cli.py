@@ -240,7 +240,7 @@ def data_baselines(model, run, ds):
     if tae_config.is_ratings(run.dataset):
         import tae_ratings
 
-        return tae_ratings.baselines(ds.data)
+        return tae_ratings.baselines(ds.data, ds.fallback)
     return tae_data.baselines(ds.train, ds.test, model.dims[-1])
 
 
@@ -269,7 +269,8 @@ def compare(model, run, ds, out, log=print):
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m[figure]) for m in metrics["epochs"]]
     if ratings:
-        levels = {k: {"test_rmse": v["rmse"], "test_mae": v["mae"], "trainable_params": 0} for k, v in baselines.items()}
+        levels = {k: {"test_rmse": v["rmse"], "test_mae": v["mae"], "trainable_params": v["parameters"]}
+                  for k, v in baselines.items()}
         columns = (("test rmse", "test_rmse", ".4f"), ("test mae", "test_mae", ".4f"))
     else:
         levels = tae_data.baseline_rows(baselines, ds)

@@ -65,7 +65,7 @@ def option(help, flag=None, parse=str, default_text=None, applies=None):
 
 def is_path(dataset):
     """Whether --dataset names a file of the user's rather than a known data set."""
-    return dataset.endswith((".npy", ".npz") + RATINGS_SUFFIXES) or os.sep in dataset
+    return dataset.lower().endswith((".npy", ".npz") + RATINGS_SUFFIXES) or os.sep in dataset
 
 
 def is_ratings(dataset):

@@ -253,12 +253,15 @@ def errors(predictions, ratings):
     return {"rmse": float(np.sqrt(np.mean(diff ** 2))), "mae": float(np.mean(np.abs(diff)))}
 
 
-def baselines(data):
-    """The global mean and the bias model on data's test ratings: {name: {rmse, mae}}."""
+def baselines(data, model=None):
+    """The global mean and the bias model (`biases(data.train)` unless given) on data's test
+    ratings: {name: {rmse, mae, parameters}}."""
     mean = float(data.train.values.mean(dtype=np.float64))
-    model = biases(data.train)
-    return {"global mean": errors(np.full(len(data.test), mean), data.test),
-            "user and item biases": errors(bias_predictions(model, data.test, data.scale), data.test)}
+    model = model or biases(data.train)
+    _, idx, b_u, b_i = model
+    return {"global mean": dict(errors(np.full(len(data.test), mean), data.test), parameters=1),
+            "user and item biases": dict(errors(bias_predictions(model, data.test, data.scale), data.test),
+                                         parameters=1 + len(b_u) + len(b_i))}
 
 
 # orientation item: rows are items (I-AutoRec); user: rows are users (DeepRecommender)
@@ -342,8 +345,13 @@ class RatingsSet:
     idx: Index
     matrix: Matrix  # the training ratings: the model's only input, for training and for predictions
     fallback: tuple  # `biases(data.train)`
-    train: Optional[tuple]  # (indptr, columns, values) for tf1_input.load; None once in the graph
     image_shape = None
+    keeps_training_data = True  # the matrix stays in NumPy too: predictions read the training rows
+
+    @property
+    def train(self):
+        """(indptr, columns, values): what tf1_input.load puts in the graph."""
+        return self.matrix.indptr, self.matrix.columns, self.matrix.values
 
     @property
     def width(self):
@@ -358,8 +366,7 @@ def arrange(data, orientation):
     """A RatingsSet of `data` (validation already carved out) in `orientation`."""
     idx = index(data.train)
     m = matrix(data.train, idx, orientation)
-    return RatingsSet(data.name, data.source, data, orientation, idx, m, biases(data.train),
-                      (m.indptr, m.columns, m.values))
+    return RatingsSet(data.name, data.source, data, orientation, idx, m, biases(data.train))
 
 
 def write_predictions(path, ratings, predictions, usable):

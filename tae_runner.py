@@ -114,8 +114,8 @@ def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=
         try:
             resumed = runner.start(config)
             tf1_input.load(runner.sess, ae.input, ds.train)
-            if not keep_data:
-                ds.train = None  # the graph's copy is the one the run uses
+            if not (keep_data or getattr(ds, "keeps_training_data", False)):
+                ds.train = None  # the graph's copy is the one the run uses (ratings keep their matrix)
             runner.writer = tf1.summary.FileWriter(out, None if resumed else ae.graph)
             for stage in ae.stages:
                 if runner.stopped_early is None:
