@@ -13,7 +13,7 @@ import tae_ratings
 from conftest import SHARED_DATA
 
 ML100K = SHARED_DATA / "ml-100k"
-SMALL = ["--epochs", "3", "--batch-size", "8", "--dims", "{width},16", "--code-activation", "sigmoid"]
+SMALL = ["--batch-size", "8", "--dims", "{width},16", "--code-activation", "sigmoid"]
 
 
 def call(capsys, *args):
@@ -36,8 +36,8 @@ def generated(path, users=50, items=40, seed=0):
     return path
 
 
-def small(width):
-    return [a.format(width=width) for a in SMALL]
+def small(width, epochs=3):
+    return [a.format(width=width) for a in SMALL] + ["--epochs", str(epochs)]
 
 
 def columns(ratings_file, orientation, test_file=None):
@@ -47,13 +47,29 @@ def columns(ratings_file, orientation, test_file=None):
     return tae_ratings.arrange(data, orientation).width
 
 
+def numpy_reconstruction(path, out):
+    """The run's split rebuilt and its training rows reconstructed in NumPy from the variables of
+    the checkpoint the run's figures describe (one sigmoid code layer, untied, linear output)."""
+    config = json.load(open(out / "config.json"))
+    data = tae_ratings.split_validation(tae_ratings.load_user_ratings(path), config["run"]["validation"])
+    ds = tae_ratings.arrange(data, config["run"]["orientation"])
+    trained = tae_export.restore(str(out))
+    with trained.sess:
+        values = {v.op.name: trained.sess.run(v) for v in trained.model.saver._var_list}
+    W0, b0 = values["encoder/layer_0/kernel"], values["encoder/layer_0/bias"]
+    V0, c0 = values["decoder/layer_0/kernel"], values["decoder/layer_0/bias"]
+    dense = ds.matrix.dense(np.arange(ds.rows))
+    return ds, (1 / (1 + np.exp(-(dense @ W0 + b0)))) @ V0 + c0
+
+
 @pytest.fixture(scope="module")
 def ratings_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ratings")
     path = generated(folder / "ratings.csv")
     out = folder / "run"
     width = columns(path, "user")
-    assert tae_cli.main(["--dataset", str(path), "--orientation", "user", "--mode", "untied", *small(width),
+    # 40 epochs: enough for the users' rows to differ (an untrained model predicts nearly alike for all)
+    assert tae_cli.main(["--dataset", str(path), "--orientation", "user", "--mode", "untied", *small(width, 40),
                          "--out", str(out)]) == 0
     return path, out
 
@@ -76,16 +92,7 @@ def test_a_ratings_run_writes_predictions_that_are_the_models_own(ratings_run):
     assert {"validation_rmse", "test_rmse", "validation_mae"} <= set(metrics["epochs"][0])
     assert final["best_epoch"] == min(metrics["epochs"], key=lambda r: r["validation_rmse"])["epoch"]
     assert set(metrics["baselines"]) == {"global mean", "user and item biases"}
-    # the model by hand: the run's split rebuilt, the variables read from the best checkpoint
-    data = tae_ratings.split_validation(data, config["run"]["validation"])
-    ds = tae_ratings.arrange(data, "user")
-    trained = tae_export.restore(str(out))
-    with trained.sess:
-        values = {v.op.name: trained.sess.run(v) for v in trained.model.saver._var_list}
-    W0, b0 = values["encoder/layer_0/kernel"], values["encoder/layer_0/bias"]
-    V0, c0 = values["decoder/layer_0/kernel"], values["decoder/layer_0/bias"]
-    dense = ds.matrix.dense(np.arange(ds.rows))
-    recon = (1 / (1 + np.exp(-(dense @ W0 + b0)))) @ V0 + c0
+    ds, recon = numpy_reconstruction(path, out)  # the model by hand, from the best checkpoint
     r, c, usable = tae_ratings.positions(ds.idx, data.test, "user")
     np.testing.assert_allclose(got[usable], np.clip(recon[r[usable], c[usable]], 1, 5), atol=2e-4)
 
@@ -121,6 +128,11 @@ def test_recommend_lists_unrated_items_best_first(ratings_run, capsys):
     data = tae_ratings.load_user_ratings(path)
     rated = set(data.train.items[data.train.users == 101]) | set(data.test.items[data.test.users == 101])
     assert not rated & set(items) and values == sorted(values, reverse=True)
+    ds, recon = numpy_reconstruction(path, out)  # the user's row, by hand: each item's own value, and
+    row = dict(zip(ds.idx.item_ids.tolist(), np.clip(recon[np.searchsorted(ds.idx.user_ids, 101)], 1, 5)))
+    np.testing.assert_allclose(values, [row[i] for i in items], atol=0.006)  # (printed to 2 decimals)
+    top = sorted((v for i, v in row.items() if i not in rated), reverse=True)[:10]  # the ten best unrated
+    np.testing.assert_allclose(values, top, atol=0.006)
     code, _, err = call(capsys, "--out", out, "--recommend", 5)
     assert code == 2 and "user 5 has no training ratings" in err and len(err.strip().splitlines()) == 1
 
