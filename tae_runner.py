@@ -405,8 +405,9 @@ class ImageScoring:
         codes = self.codes_report(head)
         if codes:
             figures["knn5_accuracy"] = codes
-        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}, on PCA-{codes['pca_components']} " \
-              f"{codes['pca']:.4f}" if codes else ""
+        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}" if codes else ""
+        if codes and codes["pca"] is not None:
+            knn += f", on PCA-{codes['pca_components']} {codes['pca']:.4f}"
         return figures, (f"test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
                          f"test sum of squared errors per image {sse:.3f}{knn}")
 
@@ -414,41 +415,47 @@ class ImageScoring:
         """With class labels: codes.png (the test codes, or their first two principal components,
         beside PCA's first two components of the same images) and the test accuracy of a 5-nearest-
         neighbour classifier on the codes and on PCA with as many components, both fitted on the
-        training set. Returns {"codes", "pca", "pca_components"}, or None without labels."""
+        training set. Returns {"codes", "pca", "pca_components"}, or None without labels. Above
+        tae_data.PCA_MAX_DIM values per example PCA is left out, as in the baselines ("pca": None)."""
         r, ds, cfg = self.runner, self.runner.ds, self.runner.ae.config
         if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
             return None
         import sklearn
         from sklearn.neighbors import KNeighborsClassifier
 
-        test_codes = np.concatenate([r.sess.run(head.code, {r.ae.x: ds.test[i : i + 4096]})
-                                     for i in range(0, len(ds.test), 4096)])
-        # two passes over the graph's copy of the training set, a batch at a time (it is not held
-        # twice): the codes and the covariance, then the projections on the top k directions
-        k, dim, n = min(cfg.dims[-1], cfg.dims[0]), cfg.dims[0], r.ae.input.num_examples
-        total, scatter, train_codes = np.zeros(dim), np.zeros((dim, dim)), []
-        for rows, codes in r.training_rows([r.ae.x, head.code]):
-            total += rows.sum(axis=0, dtype=np.float64)
-            scatter += rows.T.astype(np.float64) @ rows
-            train_codes.append(codes)
-        mean = total / n
-        top = tae_data.top_directions(scatter - n * np.outer(mean, mean), k)
-        project = lambda rows: (rows - mean) @ top  # noqa: E731
         def score(train, test):  # distances in chunks of 64 MB (scikit-learn's default allows 1 GB)
             with sklearn.config_context(working_memory=64):
                 return float(KNeighborsClassifier(5).fit(train, ds.train_labels).score(test, ds.test_labels))
 
-        train_pca = np.concatenate([project(rows) for rows in r.training_rows(r.ae.x)])
-        train_codes = np.concatenate(train_codes)
-        result = {"codes": score(train_codes, test_codes), "pca": score(train_pca, project(ds.test)),
-                  "pca_components": k}
-        shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
+        test_codes = np.concatenate([r.sess.run(head.code, {r.ae.x: ds.test[i : i + 4096]})
+                                     for i in range(0, len(ds.test), 4096)])
+        train_codes = np.concatenate(r.training_rows(head.code))
+        result = {"codes": score(train_codes, test_codes), "pca": None, "pca_components": None}
         what = "the 2-value codes" if cfg.dims[-1] == 2 else f"the first 2 principal components of the {cfg.dims[-1]}-value codes"
-        tae_figures.save_codes(os.path.join(r.out, "codes.png"), {
-            f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown,
-            f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})":
-                project(ds.test)[:, :2]}, ds.test_labels)
+        shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
+        panels = {f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown}
+        if cfg.dims[0] <= tae_data.PCA_MAX_DIM:
+            k = min(cfg.dims[-1], cfg.dims[0])
+            train_pca, test_pca = self.training_pca(k)
+            result.update(pca=score(train_pca, test_pca), pca_components=k)
+            panels[f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})"] = \
+                test_pca[:, :2]
+        tae_figures.save_codes(os.path.join(r.out, "codes.png"), panels, ds.test_labels)
         return result
+
+    def training_pca(self, k):
+        """The training and the test set projected on the top k principal directions of the graph's
+        copy of the training set, fitted a batch at a time (the training set is not held twice)."""
+        r = self.runner
+        dim, n = r.ae.config.dims[0], r.ae.input.num_examples
+        total, scatter = np.zeros(dim), np.zeros((dim, dim))
+        for rows in r.training_rows(r.ae.x):
+            total += rows.sum(axis=0, dtype=np.float64)
+            scatter += rows.T.astype(np.float64) @ rows
+        mean = total / n
+        top = tae_data.top_directions(scatter - n * np.outer(mean, mean), k)
+        project = lambda rows: (rows - mean) @ top  # noqa: E731
+        return np.concatenate([project(rows) for rows in r.training_rows(r.ae.x)]), project(r.ds.test)
 
     def baseline_levels(self):
         """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""

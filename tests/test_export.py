@@ -163,3 +163,24 @@ def test_the_codes_nearest_neighbour_accuracy_is_scikit_learns(finished):
     assert final["knn5_accuracy"]["codes"] == pytest.approx(knn(train_codes, test_codes), abs=1e-9)
     assert final["knn5_accuracy"]["pca"] == pytest.approx(knn(pca.transform(ds.train), pca.transform(ds.test)), abs=1e-9)
     assert tf.io.decode_png(tf.io.read_file(str(finished / "codes.png"))).shape[-1] in (3, 4)
+
+
+def test_data_wider_than_pca_max_dim_fits_no_pca_in_the_codes_report_either(tmp_path, capsys, monkeypatch):
+    """Above tae_data.PCA_MAX_DIM values per example (lowered here to 63 for the 64-value digits)
+    neither the baselines nor the codes report fit PCA to the data: no D x D scatter is eigen-
+    decomposed; the codes are still scored and drawn."""
+    fit = tae_data.top_directions
+
+    def guarded(scatter, k):
+        if scatter.shape[0] > 63:
+            pytest.fail(f"PCA fitted on {scatter.shape[0]} values per example, over PCA_MAX_DIM")
+        return fit(scatter, k)
+
+    monkeypatch.setattr(tae_data, "PCA_MAX_DIM", 63)
+    monkeypatch.setattr(tae_data, "top_directions", guarded)
+    out = tmp_path / "run"
+    code, stdout, _ = call(capsys, *TINY, "--out", out)
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert code == 0 and "5-NN accuracy on the codes" in stdout and "on PCA-" not in stdout
+    assert final["knn5_accuracy"]["pca"] is None and 0 < final["knn5_accuracy"]["codes"] <= 1
+    assert (out / "codes.png").exists()
