@@ -11,7 +11,7 @@ NumPy on the same data. It reports the test set's average squared error per imag
 the 784 pixels, Hinton 2006's unit: 3.00 for his pretrained autoencoder) against training seconds,
 the first time each variant reaches 3.00 and 2.46 (Martens 2010), each run's peak resident
 memory, and (from round 3) the error on 5,000 training images beside the validation error. The
-augmented suite first writes its shifted copies of MNIST to a temporary .npz (shifted_npz). It
+augmented suites first write their shifted copies to a temporary .npz (shifted_npz). It
 writes benchmarks/results/mnist_hinton.json and a plot, mnist_hinton_<suite>.png.
 """
 import argparse
@@ -126,13 +126,11 @@ def pca_sse(train, test, k=30):
     return float((residual ** 2).sum(1).mean())
 
 
-def shifted_npz(data_dir, path, dataset="mnist"):
-    """A Keras-format .npz of MNIST for the augmented suite: x_train is the 5,000 validation images
-    (first, unshifted: --validation 5000 holds them out), then the other 55,000 in 9 copies, shifted
-    by -1, 0, +1 pixels down and across (zero fill); x_test is the test set as it is. No labels."""
-    import tae_data
-
-    ds = tae_data.load(dataset, data_dir, log=lambda *_: None)
+def shifted_npz(ds, path):
+    """A Keras-format .npz of an MNIST-shaped data set `ds` (tae_data.Dataset) for the augmented
+    suites: x_train is the 5,000 validation images (first, unshifted: --validation 5000 holds them
+    out), then the other 55,000 in 9 copies, shifted by -1, 0, +1 pixels down and across (zero
+    fill); x_test is the test set as it is. No labels."""
     images = (ds.train.reshape(-1, 28, 28) * 255).round().astype(np.uint8)
     valid, train = images[:5000], images[5000:]
     copies = []
@@ -168,14 +166,12 @@ def run_variant(args, data_dir, out):
     return json.load(open(out / "metrics.json")), usage.ru_maxrss / 1024
 
 
-def train_error(out, dataset, data_dir):
-    """Squared error per image on 5,000 of the run's own training images (the file's 5,000-9,999:
-    the first of the 55,000 after the validation images; unshifted in the augmented suite), by
-    the run's chosen checkpoint, through `train.py --out RUN --reconstruct`; beside the
-    validation error it is the generalisation gap."""
-    import tae_data
-
-    images = tae_data.load(dataset, data_dir, log=lambda *_: None).train[5000:10000]
+def train_error(out, ds):
+    """Squared error per image on 5,000 of the run's own training images (ds.train[5000:10000]: the
+    first of the 55,000 after the validation images; unshifted in the augmented suites), by the
+    run's chosen checkpoint, through `train.py --out RUN --reconstruct`; beside the validation
+    error it is the generalisation gap."""
+    images = ds.train[5000:10000]
     npy, recon = (out.parent / f"{out.name}.{what}.npy" for what in ("train_5000", "train_5000_recon"))
     recon.unlink(missing_ok=True)  # --to never overwrites
     np.save(npy, images)
@@ -224,16 +220,14 @@ def main():
             print(f"Fashion-MNIST, PCA with 30 components: {fashion_pca:.2f}")
         with tempfile.TemporaryDirectory() as tmp:
             if suite.endswith("augmented"):  # 392 MB, deleted with the run folders
-                data_dir = shifted_npz(data_dir, pathlib.Path(tmp) / "shifted.npz",
-                                       "fashion_mnist" if fashion_suite else "mnist")
+                data_dir = shifted_npz(fashion if fashion_suite else ds, pathlib.Path(tmp) / "shifted.npz")
             for name, flags in SUITES[suite].items():
                 if args.only and name != args.only:
                     continue
                 before = matmul_gflops()
                 metrics, rss = run_variant(flags, data_dir, pathlib.Path(tmp) / name.replace(" ", "_"))
                 gflops = (before, matmul_gflops())
-                train_sse = train_error(pathlib.Path(tmp) / name.replace(" ", "_"),
-                                        *(("fashion_mnist", args.fashion_dir) if fashion_suite else ("mnist", args.data_dir)))
+                train_sse = train_error(pathlib.Path(tmp) / name.replace(" ", "_"), fashion if fashion_suite else ds)
                 # train_seconds counts every stage's training time, RBM pretraining included
                 offset = max((m["train_seconds"] for m in metrics.get("pretrain", [])), default=0.0)
                 points = [(m["train_seconds"], m["test_sse_per_image"]) for m in metrics["epochs"]]
