@@ -16,9 +16,9 @@ import tae_config
 import tae_data
 import tae_files
 from tae_config import AEConfig, ConfigError, RunConfig
-from tae_files import PROGRAM, Stopped, UsageError
+from tae_files import PROGRAM, Stopped, UsageError, WriteFailed
 
-EXIT_BAD_INPUT = 2
+EXIT_BAD_INPUT, EXIT_WRITE_FAILED = 2, 4
 COMPARE = {  # variant -> AEConfig fields (same data, seed, batches and epochs for all)
     "snippet": tae_config.PRESETS["question"][0],  # the question's code as written
     "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
@@ -432,6 +432,10 @@ def main(argv=None):
     except Stopped as e:
         print(f"{PROGRAM['name']}: {e}", file=sys.stderr)
         return e.code
+    except WriteFailed as e:  # outside a run's training (config.json, compare.json, figures of --compare)
+        print(f"{PROGRAM['name']}: {e}; make room or fix the folder, then run the same command again",
+              file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except KeyboardInterrupt:
         print(f"{PROGRAM['name']}: interrupted before training started; nothing was written", file=sys.stderr)
         return 130

@@ -43,6 +43,20 @@ class WriteFailed(Exception):
         self.path, self.reason = path, reason
 
 
+def failure(error, path=None):
+    """(path, reason) of a failed write, from an OSError, or from TensorFlow's message, where the
+    system's reason ends the line that names the file ("PATH; File too large"); `path` where the
+    message names none."""
+    if isinstance(error, OSError):
+        return error.filename or path, error.strerror or str(error)
+    text = getattr(error, "message", None) or str(error)
+    for line in text.splitlines():
+        m = re.fullmatch(r"\s*(\S+); ([^;]+)", line)
+        if m:
+            return m.group(1), m.group(2).strip()
+    return path, type(error).__name__
+
+
 def atomic_write(path, write):
     """Call write(binary_file) on a temporary file, then rename it to `path`."""
     path = pathlib.Path(path)

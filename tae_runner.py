@@ -20,9 +20,9 @@ of the validation and test ratings, predicted from the training ratings alone; p
 The loop, the checkpoints and the choice of the best epoch are the same for both.
 """
 import os
-import re
 import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -112,27 +112,79 @@ def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=
         runner.metrics["baselines"] = baselines
     with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
         try:
-            resumed = runner.start(config)
-            tf1_input.load(runner.sess, ae.input, ds.train)
-            if not (keep_data or getattr(ds, "keeps_training_data", False)):
-                ds.train = None  # the graph's copy is the one the run uses (ratings keep their matrix)
-            runner.writer = tf1.summary.FileWriter(out, None if resumed else ae.graph)
-            for stage in ae.stages:
-                if runner.stopped_early is None:
-                    runner.run_stage(stage)
-            runner.finish()
+            try:
+                resumed = runner.start(config)
+                tf1_input.load(runner.sess, ae.input, ds.train)
+                if not (keep_data or getattr(ds, "keeps_training_data", False)):
+                    ds.train = None  # the graph's copy is the one the run uses (ratings keep their matrix)
+                runner.writer = Events(out, None if resumed else ae.graph)
+                for stage in ae.stages:
+                    if runner.stopped_early is None:
+                        runner.run_stage(stage)
+                runner.finish()
+            finally:
+                if runner.writer is not None:
+                    runner.writer.close(quiet=sys.exc_info()[0] is not None)  # a failure in flight is the one to report
         except WriteFailed as e:
             try:
-                runner.write_metrics("write failed")  # best effort: the disk may refuse this too
+                if runner.metrics.get("status") != "done":  # a failure after the end leaves the run done
+                    runner.write_metrics("write failed")  # best effort: the disk may refuse this too
             except WriteFailed:
                 pass
             raise Stopped(EXIT_WRITE_FAILED, f"{e}; stopped, the last good checkpoint is kept "
                           f"({runner.newest()}); make room or fix the folder, then resume with: "
                           f"{tae_files.PROGRAM['command']} --out {out} --resume") from None
-        finally:
-            if runner.writer is not None:
-                runner.writer.close()
     return runner.metrics
+
+
+class Events:
+    """The run's TensorBoard events file (tf1.summary.FileWriter), every failure as WriteFailed.
+
+    The FileWriter writes from a thread of its own, and a failed write there (a full disk) kills
+    the thread, which logs it and prints a traceback; the writer re-raises it at the next flush or
+    close. So the runner flushes after every epoch (the failure surfaces at an epoch's end, after its
+    checkpoint), and the thread's own report is held back: WriteFailed says it in one line."""
+
+    THREAD = "EventLoggerThread"  # the FileWriter's thread (tensorflow/python/summary/writer)
+
+    def __init__(self, folder, graph):
+        self.folder, self.writer = folder, None
+        self.hook, threading.excepthook = threading.excepthook, self._thread_error
+        tf.get_logger().addFilter(self._log_filter)
+        self.writer = self._guard(tf1.summary.FileWriter, folder, graph)
+
+    def _thread_error(self, args):
+        if args.thread is None or args.thread.name != self.THREAD:
+            self.hook(args)
+
+    @staticmethod
+    def _log_filter(record):
+        return not record.getMessage().startswith("EventFileWriter writer thread error")
+
+    def _guard(self, call, *args):
+        try:
+            return call(*args)
+        except Exception as e:  # the writer raises whatever its C++ status maps to (IndexError for EFBIG)
+            path, reason = tae_files.failure(e, os.path.join(self.folder, "events.out.tfevents.*"))
+            raise WriteFailed(path, reason) from None
+
+    def add(self, summary, step):
+        self._guard(self.writer.add_summary, summary, step)
+
+    def flush(self):
+        self._guard(self.writer.flush)
+
+    def close(self, quiet=False):
+        """Flush and close; quiet: swallow a failure (another one is being reported)."""
+        try:
+            if self.writer is not None:
+                self._guard(self.writer.close)
+        except WriteFailed:
+            if not quiet:
+                raise
+        finally:
+            threading.excepthook = self.hook
+            tf.get_logger().removeFilter(self._log_filter)
 
 
 class Runner:
@@ -210,10 +262,8 @@ class Runner:
         try:
             return saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False,
                               latest_filename=f"{BEST}_checkpoint" if best else None)
-        except tf.errors.OpError as e:  # the system's reason ends the line that names the file
-            reason = next((m.group(1) for m in map(re.compile(r"\S+; ([^;]+)$").search, e.message.splitlines()) if m),
-                          type(e).__name__)
-            raise WriteFailed(f"{prefix}-{self.step()}", reason) from None
+        except tf.errors.OpError as e:
+            raise WriteFailed(f"{prefix}-{self.step()}", tae_files.failure(e)[1]) from None
 
     def write_metrics(self, status):
         self.metrics["status"] = status
@@ -311,9 +361,10 @@ class Runner:
         """The epoch's log line and TensorBoard summaries."""
         keys = (FIGURE[stage.record],) + self.scoring.shown
         shown = {k: record[k] for k in keys if k in record}
-        self.writer.add_summary(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
-                                                                     f"{TAGS[k]}/{stage.name}", simple_value=v)
-                                                   for k, v in shown.items()]), record["global_step"])
+        self.writer.add(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
+                                                             f"{TAGS[k]}/{stage.name}", simple_value=v)
+                                           for k, v in shown.items()]), record["global_step"])
+        self.writer.flush()  # a failed write surfaces here, at the epoch it belongs to
         of = stage.epochs if stage.record == "pretrain" else sum(s.epochs for s in self.ae.stages if s.record == "epochs")
         text = "  ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in shown.items())
         self.log(f"epoch {record['epoch']}/{of} [{stage.name}] {text}  {record['seconds']:.1f}s  "

@@ -276,12 +276,8 @@ def test_a_failed_write_stops_cleanly_and_resumes(tmp_path, capsys):
     args = [*DIGITS, "--dims", "64,4", "--batch-size", "100"]
     assert call(capsys, *args, "--epochs", "2", "--out", out)[0] == 0
 
-    def small_files():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
-        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
-
     p = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(out), "--resume", "--epochs", "4"],
-                       preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+                       preexec_fn=small_files(2000), capture_output=True, text=True, timeout=120)
     assert p.returncode == 4, p.stderr
     assert p.stderr.strip() == (f"train.py: could not write {out}/ckpt-36 (File too large); stopped, the last good "
                                 f"checkpoint is kept (ckpt-24); make room or fix the folder, then resume with: "
@@ -289,6 +285,33 @@ def test_a_failed_write_stops_cleanly_and_resumes(tmp_path, capsys):
     assert newest_step(out) == 24 and metrics_of(out)["status"] == "write failed"
     assert call(capsys, "--out", out, "--resume", "--epochs", "4")[0] == 0
     assert [m["epoch"] for m in metrics_of(out)["epochs"]] == [1, 2, 3, 4]
+
+
+def small_files(limit):
+    """A child's preexec_fn: files above `limit` bytes are refused with EFBIG, as on a full disk."""
+    def set_limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    return set_limit
+
+
+@pytest.mark.slow
+def test_a_failed_tensorboard_write_stops_cleanly_and_resumes(tmp_path, capsys):
+    """The TensorBoard writer writes from a thread of its own; its failure (here the events file,
+    which holds the graph, outgrows a 100 kB file-size limit) is one line naming that file, exit 4,
+    no traceback from either thread, and the run resumes to the end."""
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, str(ROOT / "train.py"), *DIGITS, "--dims", "64,4", "--batch-size", "100",
+                        "--epochs", "2", "--out", str(out)], preexec_fn=small_files(100_000), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 4, p.stderr
+    [events] = out.glob("events.out.tfevents.*")
+    assert p.stderr.strip() == (f"train.py: could not write {events} (File too large); stopped, the last good "
+                                f"checkpoint is kept (ckpt-12); make room or fix the folder, then resume with: "
+                                f"python train.py --out {out} --resume")
+    assert newest_step(out) == 12 and metrics_of(out)["status"] == "write failed"
+    assert call(capsys, "--out", out, "--resume")[0] == 0
+    assert [m["epoch"] for m in metrics_of(out)["epochs"]] == [1, 2] and metrics_of(out)["status"] == "done"
 
 
 def test_a_copied_run_folder_reads_only_its_own_checkpoints(tmp_path, capsys, finished_run, monkeypatch):
