@@ -208,6 +208,7 @@ def config_record(model, run, ds, compare=False):
               "data_source": ds.source}
     if tae_config.is_ratings(run.dataset):
         record["rating_scale"] = list(ds.data.scale)
+        record["rating_scale_from"] = ds.data.scale_from
     elif ds.train is not None:
         record["data_range"] = [float(ds.train.min()), float(ds.train.max())]
     return record

@@ -223,6 +223,11 @@ class RunConfig:
     test_file: Optional[str] = dataclasses.field(default=None, metadata=option(
         "a ratings file's test ratings, in the same format", default_text="a seeded tenth of the ratings",
         applies=(lambda m, r: is_ratings(r.dataset) and r.dataset != "movielens", "--dataset path/to/ratings.csv")))
+    rating_scale: Optional[Tuple[float, float]] = dataclasses.field(default=None, metadata=option(
+        "a ratings file's lowest and highest possible rating, like 1,5: a rating outside it is refused, naming "
+        "the line", parse=parse_floats,
+        default_text="the lowest and highest training rating (the final line and config.json say so)",
+        applies=(lambda m, r: is_ratings(r.dataset) and r.dataset != "movielens", "--dataset path/to/ratings.csv")))
     orientation: str = dataclasses.field(default="item", metadata=option(
         "ratings: item (each item's vector of user ratings is an example: I-AutoRec) | user (each user's "
         "vector of item ratings: DeepRecommender)", applies=RATINGS))
@@ -282,6 +287,15 @@ class RunConfig:
         _choice("sync_every", self.sync_every, SYNC_EVERY)
         _choice("split", self.split, MOVIELENS_SPLITS)
         _choice("orientation", self.orientation, ORIENTATIONS)
+        if self.rating_scale is not None:
+            scale = tuple(self.rating_scale) if isinstance(self.rating_scale, (list, tuple)) else ()
+            if len(scale) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in scale) or \
+                    scale[0] >= scale[1]:
+                shown = ",".join(map(str, self.rating_scale)) if isinstance(self.rating_scale, (list, tuple)) \
+                    else repr(self.rating_scale)
+                raise ConfigError("rating_scale", f"must be two numbers, the lowest and the highest rating, like 1,5; "
+                                                  f"got {shown}")
+            object.__setattr__(self, "rating_scale", tuple(float(v) for v in scale))
         _choice("pretrain", self.pretrain, PRETRAIN)
         _int("pretrain_epochs", self.pretrain_epochs, 1)
         _number("rbm_lr", self.rbm_lr, positive=True)

@@ -45,6 +45,8 @@ class RatingsData:
     test: Ratings
     scale: Tuple[float, float]  # the lowest and highest rating the data allows
     source: str
+    scale_from: str = "stated"  # how the scale was set: "MovieLens", "stated" (--rating-scale), "implied" (by the
+    # lowest and highest training rating)
     titles: Dict[int, str] = dataclasses.field(default_factory=dict)  # item id -> title, when known
     validation: Optional[Ratings] = None
 
@@ -55,13 +57,44 @@ _SPLIT_LINE = re.compile(r"::|\t|,|;|\s+")
 def read_ratings(path, scale=None):
     """A ratings file: one rating a line, `user item rating` and anything after (MovieLens'
     timestamp), separated by tabs, commas, semicolons, '::' or spaces; a first line that is not
-    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable.
+    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable: a
+    rating outside `scale`, or a (user, item) pair rated twice (naming both lines: the program
+    does not guess which one to keep).
     A clean file with one-character separators is read by NumPy's parser (10 million ratings in
     seconds, never held as Python objects); anything else goes through the line-by-line reader,
     which names the line at fault."""
     path = pathlib.Path(path)
     found = _read_fast(path, scale)
-    return found if found is not None else _read_lines(path, scale)
+    ratings = found if found is not None else _read_lines(path, scale)[0]
+    twice = repeated_pair(ratings)
+    if twice is not None:
+        first, second = line_numbers(path, scale)[list(twice)]
+        raise DataError(f"{path} lines {first} and {second} both rate item {ratings.items[twice[0]]} by user "
+                        f"{ratings.users[twice[0]]}; keep one of the two lines")
+    return ratings
+
+
+def line_numbers(path, scale=None):
+    """The file's line number of each rating (the line reader's count: the error path only)."""
+    return _read_lines(pathlib.Path(path), scale)[1]
+
+
+def repeated_pair(ratings, other=None):
+    """The first (user, item) pair rated twice, as the two ratings' positions (i, j), i < j; or, with
+    `other`, the first pair rated in both (position in ratings, position in other). None if none."""
+    users, items = ratings.users, ratings.items
+    if other is not None:
+        users, items = np.concatenate([users, other.users]), np.concatenate([items, other.items])
+    order = np.lexsort((np.arange(len(users)), items, users))  # ties kept in file order
+    same = (users[order][1:] == users[order][:-1]) & (items[order][1:] == items[order][:-1])
+    if other is not None:
+        same &= order[1:] >= len(ratings)  # one of each (each set alone has no pair twice)
+        same &= order[:-1] < len(ratings)
+    hits = np.flatnonzero(same)
+    if not len(hits):
+        return None
+    i, j = sorted(order[[hits[0], hits[0] + 1]])
+    return (int(i), int(j)) if other is None else (int(i), int(j) - len(ratings))
 
 
 def _read_fast(path, scale):
@@ -99,7 +132,7 @@ def _read_lines(path, scale):
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as e:
         raise DataError(f"cannot read ratings file {path} ({e.strerror or e}); check the path") from None
-    users, items, values = [], [], []
+    users, items, values, lines = [], [], [], []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -120,13 +153,15 @@ def _read_lines(path, scale):
             raise DataError(f"{path} line {number}: the rating {fields[2]!r} is not a number") from None
         if not np.isfinite(value) or (scale is not None and not scale[0] <= value <= scale[1]):
             raise DataError(f"{path} line {number}: the rating {fields[2]} is outside the rating scale "
-                            f"{scale[0]:g} to {scale[1]:g}" if scale else f"{path} line {number}: the rating is {value}")
+                            f"{scale[0]:g} to {scale[1]:g}; correct the line, or give a --rating-scale that includes it"
+                            if scale else f"{path} line {number}: the rating is {value}; give a finite number")
         users.append(user)
         items.append(item)
         values.append(value)
+        lines.append(number)
     if not values:
         raise DataError(f"{path} has no ratings; give a file of user, item, rating lines")
-    return Ratings(np.array(users, np.int64), np.array(items, np.int64), np.array(values, np.float32))
+    return Ratings(np.array(users, np.int64), np.array(items, np.int64), np.array(values, np.float32)), np.array(lines)
 
 
 def read_titles(path):
@@ -151,30 +186,40 @@ def load_movielens(folder, split="u1"):
                         "u1.base ... ub.test)")
     titles = read_titles(folder / "u.item") if (folder / "u.item").exists() else {}
     data = RatingsData(f"movielens-{split}", read_ratings(base, (1, 5)), read_ratings(test, (1, 5)), (1.0, 5.0),
-                       str(folder), titles)
-    return check_overlap(data)
+                       str(folder), "MovieLens", titles)
+    return check_overlap(data, base, test)
 
 
 def load_user_ratings(path, test_path=None, scale=None, seed=0):
-    """A user's ratings file, with its own test file or a seeded 10% of its ratings held out."""
+    """A user's ratings file, with its own test file or a seeded 10% of its ratings held out. scale:
+    (lowest, highest) as the user states it (a rating outside it is refused, naming the line); None:
+    the lowest and highest training rating, and the test file's ratings must lie within them."""
     ratings = read_ratings(path, scale)
+    scale_from = "stated" if scale is not None else "implied"
     if scale is None:
         scale = (float(ratings.values.min()), float(ratings.values.max()))
     if test_path is not None:
-        data = RatingsData("ratings", ratings, read_ratings(test_path, scale), scale, str(path))
+        data = RatingsData("ratings", ratings, read_ratings(test_path, scale), scale, str(path), scale_from)
     else:
         if len(ratings) < 10:
             raise DataError(f"{path} has {len(ratings)} ratings; give at least 10 (a tenth is held out for testing)")
         order = np.random.RandomState(seed).permutation(len(ratings))
         cut = len(ratings) - len(ratings) // 10
         data = RatingsData("ratings", ratings.take(np.sort(order[:cut])), ratings.take(np.sort(order[cut:])), scale,
-                           str(path))
-    return check_overlap(data)
+                           str(path), scale_from)
+    return check_overlap(data, path, test_path)
 
 
-def check_overlap(data):
-    """Refuse a test set that shares no user and no item with the training ratings: nothing in it
-    could be predicted by anything but the fallback."""
+def check_overlap(data, train_path, test_path=None):
+    """Refuse a test file that rates a (user, item) pair the training file rates too (the model
+    would be scored on what it was trained on), naming both lines; and a test set that shares no
+    user and no item with the training ratings (nothing in it could be predicted but by the fallback)."""
+    both = repeated_pair(data.train, data.test) if test_path is not None else None
+    if both is not None:
+        k, j = both
+        raise DataError(f"{test_path} line {line_numbers(test_path, data.scale)[j]}: user {data.test.users[j]}'s "
+                        f"rating of item {data.test.items[j]} is a training rating too ({train_path} line "
+                        f"{line_numbers(train_path)[k]}); a test rating must not be trained on: remove one of the two")
     if not (np.isin(data.test.users, data.train.users).any() or np.isin(data.test.items, data.train.items).any()):
         raise DataError(f"the test ratings of {data.source} share no user and no item with the training ratings; "
                         "check that the two files belong together")
@@ -187,7 +232,7 @@ def load(run):
     if run.dataset != "movielens":
         if not pathlib.Path(run.dataset).is_file():
             raise DataError(f"ratings file {run.dataset} does not exist; check the path given to --dataset")
-        return load_user_ratings(run.dataset, run.test_file)
+        return load_user_ratings(run.dataset, run.test_file, run.rating_scale)
     if run.data_dir:
         return load_movielens(run.data_dir, run.split)
     for folder in LOCAL:

@@ -565,8 +565,11 @@ class RatingScoring:
         cold = int((~usable).sum())
         figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
                    "cold_test_ratings": cold}
+        origin = {"MovieLens": "MovieLens'", "stated": "stated by --rating-scale",
+                  "implied": "the training ratings' lowest and highest: --rating-scale states it"}[data.scale_from]
         return figures, (f"test RMSE {found['rmse']:.4f}, MAE {found['mae']:.4f} over {len(data.test)} ratings "
-                         f"({cold} cold: the bias model's prediction){self.against_baselines()}; "
+                         f"({cold} cold: the bias model's prediction), rating scale {data.scale[0]:g} to "
+                         f"{data.scale[1]:g} ({origin}){self.against_baselines()}; "
                          f"predictions.csv written")
 
     def baseline_levels(self):

@@ -37,6 +37,25 @@ def test_bad_ratings_name_the_line(tmp_path, text, words):
         assert w in str(e.value), (w, str(e.value))
 
 
+@pytest.mark.parametrize("sep", ["\t", "::"])  # NumPy's reader, then the line reader
+def test_a_pair_rated_twice_is_refused_naming_both_lines(tmp_path, sep):
+    """Made dense, two ratings of one (user, item) would be added (4 and 4 trained as 8)."""
+    text = "".join(sep.join(map(str, row)) + "\n" for row in [(1, 10, 4), (2, 10, 3), (3, 11, 5), (2, 10, 3)])
+    with pytest.raises(DataError, match="lines 2 and 4 both rate item 10 by user 2"):
+        tae_ratings.read_ratings(write(tmp_path, text))
+
+
+def test_the_scale_is_stated_or_implied_and_said_which(tmp_path):
+    rng = np.random.RandomState(0)
+    lines = "".join(f"{u}\t{i}\t{rng.randint(1, 5)}\n" for u in range(30) for i in range(10)) + "99\t0\t7\n"
+    implied = tae_ratings.load_user_ratings(write(tmp_path, lines))
+    assert implied.scale == (1.0, 7.0) and implied.scale_from == "implied"
+    with pytest.raises(DataError, match="line 301: the rating 7 is outside the rating scale 1 to 5"):
+        tae_ratings.load_user_ratings(write(tmp_path, lines), scale=(1, 5))
+    stated = tae_ratings.load_user_ratings(write(tmp_path, lines), scale=(0, 10))
+    assert stated.scale == (0.0, 10.0) and stated.scale_from == "stated"
+
+
 def test_a_seeded_tenth_is_held_out_and_a_test_file_must_overlap(tmp_path):
     rng = np.random.RandomState(0)
     lines = "".join(f"{u}\t{i}\t{rng.randint(1, 6)}\n" for u in range(30) for i in range(10))
@@ -121,7 +140,7 @@ def test_predictions_read_only_training_ratings(orientation):
 def test_numpys_reader_and_the_line_reader_agree(tmp_path, text):
     """The fast path (np.loadtxt) gives what the strict line reader gives, or hands over to it."""
     path = write(tmp_path, text)
-    fast, lines = tae_ratings._read_fast(path, (1, 5)), tae_ratings._read_lines(path, (1, 5))
+    fast, lines = tae_ratings._read_fast(path, (1, 5)), tae_ratings._read_lines(path, (1, 5))[0]
     assert fast is None if "::" in text else all(
         np.array_equal(getattr(fast, k), getattr(lines, k)) and getattr(fast, k).dtype == getattr(lines, k).dtype
         for k in ("users", "items", "values"))

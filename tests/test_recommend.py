@@ -137,7 +137,9 @@ def test_recommend_lists_unrated_items_best_first(ratings_run, capsys):
     assert code == 2 and "user 5 has no training ratings" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("case", ["missing_column", "not_a_number", "no_rows", "no_overlap", "split_on_file",
+@pytest.mark.parametrize("case", ["missing_column", "not_a_number", "no_rows", "no_overlap", "duplicate", "duplicate_spaced",
+                                  "out_of_stated_scale", "test_out_of_scale", "test_pair_trained", "scale_on_movielens",
+                                  "split_on_file",
                                   "orientation_on_images", "xent", "dims", "encode_ratings", "recommend_images"])
 def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, ratings_run):
     path, out = ratings_run
@@ -147,6 +149,15 @@ def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case
         "not_a_number": (["--dataset", bad], "1,2,3\n1,3,x\n", "'x' is not a number"),
         "no_rows": (["--dataset", bad], "user,item,rating\n", "has no ratings"),
         "no_overlap": (["--dataset", path, "--test-file", bad], "9999,9999,3\n", "share no user and no item"),
+        "duplicate": (["--dataset", bad], "1,2,4\n1,3,5\n2,2,1\n1,2,4\n", "lines 1 and 4 both rate item 2 by user 1"),
+        "duplicate_spaced": (["--dataset", bad], "u i r\n\n1 2 4\n\n1 2 3\n", "lines 3 and 5 both rate item 2 by user 1"),
+        "out_of_stated_scale": (["--dataset", bad, "--rating-scale", "1,5"], "1,2,4\n1,3,7\n",
+                                "line 2: the rating 7 is outside the rating scale 1 to 5"),
+        "test_out_of_scale": (["--dataset", path, "--test-file", bad], "101,7,9\n",
+                              "line 1: the rating 9 is outside the rating scale 1 to 5"),
+        "test_pair_trained": (["--dataset", path, "--test-file", bad], None, "is a training rating too"),
+        "scale_on_movielens": (["--dataset", "movielens", "--data-dir", ML100K, "--rating-scale", "1,5"], None,
+                               "--rating-scale does nothing"),  # MovieLens' scale is its own
         "split_on_file": (["--dataset", path, "--split", "u2"], None, "--split does nothing here"),
         "orientation_on_images": (["--dataset", "digits", "--orientation", "user"], None, "--orientation does nothing"),
         "xent": (["--dataset", path, "--loss", "xent"], None, "--loss xent needs targets in [0, 1]"),
@@ -155,6 +166,10 @@ def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case
         "recommend_images": (None, None, "--recommend takes a ratings run"),
     }[case]
     flags, text, words = args
+    if case == "scale_on_movielens" and not ML100K.exists():
+        pytest.skip(f"MovieLens 100K not found at {ML100K} (only developers' machines and CI have ../shared)")
+    if case == "test_pair_trained":  # the file's second rating, and one that is only a test rating
+        text = path.read_text().splitlines()[2] + "\n9999,9999,3\n"
     if text is not None:
         bad.write_text(text)
     if flags is None:  # an image run's folder, made without training: config.json is what is read
