@@ -349,7 +349,7 @@ def use_run(args, given, hold):
     if ratings and whats:
         raise UsageError(f"--{whats[0]} takes images or arrays; {args.out} is a ratings run: use --recommend USER")
     if args.recommend is not None and not ratings:
-        raise UsageError(f"--recommend takes a ratings run; {args.out} was trained on {saved['run']['dataset']}")
+        raise UsageError(f"--recommend takes a ratings run; {args.out} was trained on images ({saved.get('data_source')})")
     if args.export:
         hold.enter_context(tae_files.lock(args.out))
     import_tensorflow(args.verbose)
@@ -359,10 +359,10 @@ def use_run(args, given, hold):
     if args.recommend is not None:
         run = RunConfig(**saved["run"])
         _, _, ds = load_ratings(AEConfig(**saved["model"]), None, run)
-        titles = ds.data.titles
+        titles, best = ds.data.titles, tae_export.recommend(trained, ds, args.recommend)  # a bad user: before any line
         print(f"the 10 highest predicted ratings among the items user {args.recommend} has not rated "
               f"({os.path.basename(trained.checkpoint)}):")
-        for rank, (item, value) in enumerate(tae_export.recommend(trained, ds, args.recommend), 1):
+        for rank, (item, value) in enumerate(best, 1):
             print(f"{rank:>3}. {value:.2f}  {titles.get(item, f'item {item}')}")
     for what, target in (tae_export.write_outputs(trained, getattr(args, whats[0]), whats, args.to).items()
                          if whats else ()):

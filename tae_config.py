@@ -82,7 +82,7 @@ def _int(field, value, low, none_ok=False):
     if value is None and none_ok:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(field, f"must be an integer >= {low}{' or None' if none_ok else ''}; got {value!r}")
+        raise ConfigError(field, f"must be an integer >= {low}; got {value!r}")
 
 
 def _number(field, value, positive):

@@ -41,6 +41,7 @@ class Dataset:
     # targets): int64 [N] and [M], for codes.png and the codes' nearest-neighbour accuracy
     train_labels: Optional[np.ndarray] = None
     test_labels: Optional[np.ndarray] = None
+    notices: Tuple[str, ...] = ()  # one line each, for the log: what was set aside and why (labels)
 
 
 def split_validation(ds, n):
@@ -53,37 +54,53 @@ def split_validation(ds, n):
     return ds
 
 
-def _labels(path, count):
-    """An IDX labels file (0x0801) with `count` labels, or None when it is absent or does not fit."""
-    if path is None:
-        return None
-    labels = read_idx(path, 1)
-    return labels.astype(np.int64) if len(labels) == count else None
+def fit_labels(labels, count, where, examples="images"):
+    """(labels as int64, None), or (None, a one-line notice) when they do not fit the data: another
+    count, or values that are not whole numbers. Labels are optional (codes.png, the codes' 5-NN
+    accuracy), so a misfit is set aside, never silently."""
+    if labels is None:
+        return None, None
+    labels = np.asarray(labels).ravel()
+    why = None
+    if len(labels) != count:
+        why = f"{len(labels)} labels for {count} {examples}"
+    elif not (np.issubdtype(labels.dtype, np.integer) or (np.issubdtype(labels.dtype, np.floating)
+                                                         and np.all(labels == np.round(labels)))):
+        why = f"labels of dtype {labels.dtype} that are not whole numbers"
+    if why:
+        return None, f"labels set aside: {where} has {why}; codes.png and the codes' 5-NN accuracy need one class " \
+                     f"number per example"
+    return labels.astype(np.int64), None
+
+
+IDX_KINDS = {3: "images", 1: "labels"}
 
 
 def read_idx(path, ndim=None):
     """An IDX file (gzipped or not) as a uint8 array; checks the magic number (0x0803 for image
-    files: unsigned bytes, 3 dimensions; 0x0801 for labels), and that the size fits the header."""
+    files: unsigned bytes, 3 dimensions; 0x0801 for labels), and that the size fits the header.
+    Messages name the file as what it was read for (ndim: an images or a labels file)."""
     path = pathlib.Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    what = f"IDX {IDX_KINDS[ndim]} file" if ndim in IDX_KINDS else "IDX file"
     try:
         with opener(path, "rb") as f:
             raw = f.read()
     except (OSError, EOFError) as e:
-        raise DataError(f"cannot read IDX file {path} ({e}); re-download it") from None
+        raise DataError(f"cannot read {what} {path} ({e}); re-download it") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (wrong magic number); "
+        raise DataError(f"{path} is not an {what} of unsigned bytes (wrong magic number); "
                         "use the original MNIST-format files")
     if ndim is not None and raw[3] != ndim:
         raise DataError(f"{path} has magic number 0x{int.from_bytes(raw[:4], 'big'):08x}, not 0x{0x800 + ndim:08x}; "
-                        "it is not an images file: use the MNIST-format image files")
+                        f"it is not an {what}: use the MNIST-format {IDX_KINDS.get(ndim, 'IDX')} files")
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise DataError(f"{path} is truncated (header incomplete); re-download it")
+        raise DataError(f"{what} {path} is truncated (header incomplete); re-download it")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
     if len(raw) - header != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated or padded: {len(raw) - header} bytes of data for shape {shape}; "
+        raise DataError(f"{what} {path} is truncated or padded: {len(raw) - header} bytes of data for shape {shape}; "
                         "re-download it")
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
@@ -122,9 +139,33 @@ def load_idx_folder(folder, name):
     folder = pathlib.Path(folder)
     train, hw = _images(read_idx(_find_idx(folder, IDX_FILES["train"]), 3), str(folder))
     test, _ = _images(read_idx(_find_idx(folder, IDX_FILES["test"]), 3), str(folder))
-    labels = [_labels(_find_idx(folder, LABEL_FILES[part], required=False), len(arr))
-              for part, arr in (("train", train), ("test", test))]
-    return Dataset(name, train, test, hw, str(folder), train_labels=labels[0], test_labels=labels[1])
+    found = {part: _find_idx(folder, LABEL_FILES[part], required=False) for part in LABEL_FILES}
+    return with_labels(Dataset(name, train, test, hw, str(folder)),
+                       {part: (read_idx(path, 1), path) for part, path in found.items() if path is not None})
+
+
+def with_labels(ds, labels):
+    """ds with the labels that fit it: labels is {"train"/"test": (array, where it came from)}; a
+    part whose labels do not fit, or that has none, leaves both out, with a notice for a misfit."""
+    fitted, notices = {}, list(ds.notices)
+    for part, arr in (("train", ds.train), ("test", ds.test)):
+        if part in labels:
+            fitted[part], notice = fit_labels(labels[part][0], len(arr), labels[part][1],
+                                              "images" if ds.image_shape else "examples")
+            notices += [notice] if notice else []
+    if fitted.get("train") is None or fitted.get("test") is None:
+        fitted = {}
+    return dataclasses.replace(ds, train_labels=fitted.get("train"), test_labels=fitted.get("test"),
+                               notices=tuple(notices))
+
+
+def unreadable(path, kind, error):
+    """The line for a .npy/.npz NumPy cannot load. An object array would need unpickling, which can
+    run code from the file: the program never does it, so NumPy's advice (allow_pickle) is not passed on."""
+    if "allow_pickle" in str(error):
+        return (f"{path} holds an array of Python objects (dtype object), which this program does not load; "
+                f"save the data as a numeric array (uint8 or float)")
+    return f"cannot read {path} as {kind} ({type(error).__name__}: {error}); check the file"
 
 
 def _read_npz(path):
@@ -132,7 +173,7 @@ def _read_npz(path):
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
     except Exception as e:  # zipfile.BadZipFile, ValueError, OSError, EOFError...
-        raise DataError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); check the file") from None
+        raise DataError(unreadable(path, ".npz", e)) from None
 
 
 def load_keras_npz(path, name):
@@ -141,9 +182,9 @@ def load_keras_npz(path, name):
         raise DataError(f"{path} has no x_train/x_test arrays (has {sorted(arrays)}); give a Keras dataset .npz")
     train, hw = _images(arrays["x_train"], f"{path}:x_train")
     test, _ = _images(arrays["x_test"], f"{path}:x_test")
-    labels = [arrays[k].astype(np.int64).ravel() if k in arrays and arrays[k].size == len(x) else None
-              for k, x in (("y_train", train), ("y_test", test))]
-    return Dataset(name, train, test, hw, str(path), train_labels=labels[0], test_labels=labels[1])
+    return with_labels(Dataset(name, train, test, hw, str(path)),
+                       {part: (arrays[f"y_{part}"], f"{path}:y_{part}") for part in ("train", "test")
+                        if f"y_{part}" in arrays})
 
 
 def load_digits():
@@ -176,7 +217,7 @@ def load_user_array(path, split=True):
         try:
             arr = np.load(path, allow_pickle=False)
         except Exception as e:
-            raise DataError(f"cannot read {path} as .npy ({type(e).__name__}: {e}); check the file") from None
+            raise DataError(unreadable(path, ".npy", e)) from None
     flat, hw = _images(arr, str(path))
     if not split:
         return Dataset("user", flat, flat[:0], hw, str(path))
@@ -233,7 +274,15 @@ def _download(name):
 
 
 def load(dataset, data_dir=None, log=print):
-    """dataset: auto | mnist | fashion_mnist | digits | path to .npy/.npz. Never downloads for auto."""
+    """dataset: auto | mnist | fashion_mnist | digits | path to .npy/.npz. Never downloads for auto.
+    What a loader set aside (labels that do not fit) is logged, a line each."""
+    ds = _load(dataset, data_dir, log)
+    for notice in ds.notices:
+        log(notice)
+    return ds
+
+
+def _load(dataset, data_dir, log):
     if dataset == "auto":
         ds = _local_copy("mnist", data_dir)
         if ds:

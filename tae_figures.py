@@ -63,10 +63,11 @@ def save_curves(path, series, ylabel, title, x_key="epoch", references=None, mar
         _save_figure(fig, path)
         return
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.1)
+    fig.subplots_adjust(left=0.15, right=0.97, top=0.93, bottom=0.1)  # room for 6x10^-2 beside the label
     _save_figure(fig, path)
 
 

@@ -21,6 +21,7 @@ The loop, the checkpoints and the choice of the best epoch are the same for both
 """
 import os
 import signal
+import re
 import sys
 import threading
 import time
@@ -89,13 +90,23 @@ def evaluate(sess, head, x, data, chunk=2000):
     return loss / len(data), sse / len(data)
 
 
+def tf_reason(error):
+    """The line of a TensorFlow error that says what went wrong, to its first sentence's end: not
+    "Graph execution error:", nor the node and the stack where it was "Detected"."""
+    frame = re.compile(r"(Graph execution error:|Detected at node|File \"|Node:|\[\[|\s*$|During handling)")
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    found = next((line for line in lines if not frame.match(line) and not line.startswith(("self.", "return "))),
+                 type(error).__name__)
+    sentence = re.match(r"(.+?[.!?])(\s|$)", found)
+    return sentence.group(1) if sentence and len(found) > 160 else found
+
+
 def restore(sess, saver, path):
     """saver.restore, with a damaged checkpoint or one of another model as a UsageError."""
     try:
         saver.restore(sess, path)
     except (tf.errors.OpError, ValueError) as e:
-        first = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
-        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {first}); it is damaged or from "
+        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {tf_reason(e)}); it is damaged or from "
                          "another model: delete its files to fall back to an older one, or start a new run") from None
 
 

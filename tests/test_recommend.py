@@ -133,8 +133,9 @@ def test_recommend_lists_unrated_items_best_first(ratings_run, capsys):
     np.testing.assert_allclose(values, [row[i] for i in items], atol=0.006)  # (printed to 2 decimals)
     top = sorted((v for i, v in row.items() if i not in rated), reverse=True)[:10]  # the ten best unrated
     np.testing.assert_allclose(values, top, atol=0.006)
-    code, _, err = call(capsys, "--out", out, "--recommend", 5)
+    code, printed, err = call(capsys, "--out", out, "--recommend", 5)
     assert code == 2 and "user 5 has no training ratings" in err and len(err.strip().splitlines()) == 1
+    assert printed == ""  # no table header before the refusal
 
 
 @pytest.mark.parametrize("case", ["missing_column", "not_a_number", "no_rows", "no_overlap", "duplicate", "duplicate_spaced",
@@ -163,7 +164,7 @@ def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case
         "xent": (["--dataset", path, "--loss", "xent"], None, "--loss xent needs targets in [0, 1]"),
         "dims": (["--dataset", path, "--dims", "30,10"], None, "--dims must start with"),
         "encode_ratings": (["--out", out, "--encode", bad], None, "is a ratings run: use --recommend"),
-        "recommend_images": (None, None, "--recommend takes a ratings run"),
+        "recommend_images": (None, None, "--recommend takes a ratings run; "),
     }[case]
     flags, text, words = args
     if case == "scale_on_movielens" and not ML100K.exists():
@@ -175,12 +176,15 @@ def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case
     if flags is None:  # an image run's folder, made without training: config.json is what is read
         images = tmp_path / "images"
         images.mkdir()
-        (images / "config.json").write_text(json.dumps({"model": {}, "run": {"dataset": "digits"}}))
+        (images / "config.json").write_text(json.dumps({"model": {}, "run": {"dataset": "auto"},
+                                                          "data_source": "scikit-learn load_digits (bundled)"}))
         flags = ["--out", images, "--recommend", 1]
     target = tmp_path / "run"
     code, _, err = call(capsys, *flags, *([] if "--out" in flags else ["--out", target]))
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not target.exists()
+    if case == "recommend_images":  # the run's data, not "trained on auto"
+        assert "was trained on images (scikit-learn load_digits (bundled))" in err, err
 
 
 def test_movielens_u1_short_run_and_titles(tmp_path, capsys):

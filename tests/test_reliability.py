@@ -61,6 +61,43 @@ def write_idx(folder, magic=0x0803, truncate=0):
         (folder / (name + ".gz")).write_bytes(gzip.compress(raw[: len(raw) - truncate]))
 
 
+def write_labels(folder, counts=(20, 20), magic=0x0801):
+    for name, n in zip(("train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"), counts):
+        raw = magic.to_bytes(4, "big") + n.to_bytes(4, "big") + bytes(k % 10 for k in range(n))
+        (folder / (name + ".gz")).write_bytes(gzip.compress(raw))
+
+
+@pytest.mark.parametrize("case", ["idx_count", "npz_count", "npz_fractions"])
+def test_labels_that_do_not_fit_are_set_aside_with_a_notice(tmp_path, capsys, case):
+    """Labels are optional (codes.png, the 5-NN figure): a misfit is set aside, said in one line."""
+    if case == "idx_count":
+        write_idx(tmp_path / "idx")
+        write_labels(tmp_path / "idx", counts=(19, 20))
+        data = ["--dataset", "mnist", "--data-dir", tmp_path / "idx"]
+        notice = f"{tmp_path / 'idx' / 'train-labels-idx1-ubyte.gz'} has 19 labels for 20 images"
+    else:
+        x = np.random.RandomState(0).randint(0, 255, (20, 8, 8)).astype(np.uint8)
+        y = np.arange(20) % 3 + (0.5 if case == "npz_fractions" else 0)
+        np.savez(tmp_path / "d.npz", x_train=x, x_test=x[:5], y_train=y[: 19 if case == "npz_count" else 20],
+                 y_test=np.arange(5))
+        data = ["--dataset", tmp_path / "d.npz"]
+        notice = f"{tmp_path / 'd.npz'}:y_train has " + (
+            "19 labels for 20 images" if case == "npz_count" else "labels of dtype float64 that are not whole numbers")
+    code, out, err = call(capsys, *data, "--epochs", "1", "--batch-size", "4", "--validation", "0", "--out", tmp_path / "run")
+    assert code == 0, err
+    assert [line for line in out.splitlines() if line.startswith("labels set aside")] == [
+        f"labels set aside: {notice}; codes.png and the codes' 5-NN accuracy need one class number per example"]
+    assert "knn5_accuracy" not in json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+
+
+def test_a_damaged_labels_file_is_named_as_one(tmp_path, capsys):
+    write_idx(tmp_path / "idx")
+    write_labels(tmp_path / "idx", magic=0x0803)
+    code, _, err = call(capsys, "--dataset", "mnist", "--data-dir", tmp_path / "idx", "--out", tmp_path / "run")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+    assert "train-labels-idx1-ubyte.gz has magic number 0x00000803, not 0x00000801; it is not an IDX labels file" in err, err
+
+
 RUN_COPY = {"resume_dims", "resume_mode", "resume_loss", "resume_shorter", "existing_out", "ckpt_truncated",
             "ckpt_deleted", "ckpt_other_arch", "resume_inert", "preset_resume"}
 
@@ -99,6 +136,7 @@ def corrupt(tmp_path, case, finished_run, other_run):
         "idx_magic": (["--dataset", "mnist", "--data-dir", tmp_path / "idx"], None, ["magic"]),
         "idx_truncated": (["--dataset", "mnist", "--data-dir", tmp_path / "idx"], None, ["truncated"]),
         "npz_corrupt": (["--dataset", tmp_path / "bad.npz"], None, ["npz"]),
+        "npy_objects": (["--dataset", tmp_path / "objects.npy"], None, ["holds an array of Python objects", "numeric"]),
         "data_nan": (["--dataset", data, "--dims", "64,8", "--batch-size", "10"], None, ["NaN"]),
         "data_inf": (["--dataset", data, "--dims", "64,8", "--batch-size", "10"], None, ["infinite"]),
         "data_range": (["--dataset", data, "--dims", "64,8", "--batch-size", "10", "--loss", "xent"], None, ["[0, 1]"]),
@@ -115,7 +153,7 @@ def corrupt(tmp_path, case, finished_run, other_run):
         "existing_out": ([*DIGITS, "--out", run], run, ["existing run", "--resume"]),
         "out_under_file": ([*DIGITS, "--out", tmp_path / "afile" / "run"], None, ["writable"]),
         "out_read_only": ([*DIGITS, "--out", "/proc/tf1-tied-ae-run"], None, ["writable"]),
-        "ckpt_truncated": (["--resume", "--out", run, "--epochs", "3"], run, ["damaged"]),
+        "ckpt_truncated": (["--resume", "--out", run, "--epochs", "3"], run, ["damaged", "Error: Read less bytes"]),
         "ckpt_deleted": (["--resume", "--out", run, "--epochs", "3"], run, ["damaged"]),
         "ckpt_other_arch": (["--resume", "--out", run, "--epochs", "3"], run, ["another model"]),
     }
@@ -125,6 +163,8 @@ def corrupt(tmp_path, case, finished_run, other_run):
         write_idx(tmp_path / "idx", truncate=100)
     elif case == "npz_corrupt":
         (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 this is not a zip archive")
+    elif case == "npy_objects":
+        np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     elif case in ("data_nan", "data_inf", "data_range", "data_empty"):
         bad = {"data_nan": np.nan, "data_inf": np.inf, "data_range": 3.0}
         if case == "data_empty":
@@ -152,7 +192,7 @@ def corrupt(tmp_path, case, finished_run, other_run):
                                   "epochs_negative", "batch_zero", "batch_too_big", "lr_zero", "lr_negative", "lr_nan",
                                   "tied_epochs", "inert_sync", "inert_decay", "inert_tied_epochs", "inert_rbm",
                                   "inert_data_dir", "inert_compare_mode", "data_dir_missing", "file_missing",
-                                  "idx_magic", "idx_truncated", "npz_corrupt", "data_nan", "data_inf", "data_range",
+                                  "idx_magic", "idx_truncated", "npz_corrupt", "npy_objects", "data_nan", "data_inf", "data_range",
                                   "data_empty", "resume_nothing", "resume_dims", "resume_mode", "resume_loss",
                                   "resume_shorter", "resume_inert", "preset_compare", "preset_resume", "existing_out", "out_under_file", "out_read_only",
                                   "ckpt_truncated", "ckpt_deleted", "ckpt_other_arch"])
@@ -167,6 +207,8 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, tmp_path, capsys
     assert len(lines) == 1 and lines[0].startswith("train.py: error: "), err
     for w in words:
         assert w in lines[0], (w, lines[0])
+    for never in ("allow_pickle", " or None", "Graph execution error"):  # advice and words not meant for users
+        assert never not in lines[0], lines[0]
     if keep:
         assert snapshot(keep) == before
     assert not (tmp_path / "checkpoints").exists()
