@@ -72,6 +72,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states)
     "--dataset": ("dataset", "auto"),
     "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets; ./data/ml-100k, ./ml-100k"),
     "--split": ("split", "u1"), "--test-file": ("test_file", "a seeded tenth of the ratings"),
+    "--rating-scale": ("rating_scale", "the lowest and highest training rating (the final line and config.json say so)"),
     "--orientation": ("orientation", "item"),
     "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets; ratings: 80"), "--batch-size": ("batch_size", "32"),
     "--validation": ("validation", "5000 for MNIST and Fashion-MNIST (55,000 train), a tenth of the training set otherwise"),
