@@ -91,12 +91,12 @@ def evaluate(sess, head, x, data, chunk=2000):
 
 
 def tf_reason(error):
-    """The line of a TensorFlow error that says what went wrong, to its first sentence's end: not
-    "Graph execution error:", nor the node and the stack where it was "Detected"."""
-    frame = re.compile(r"(Graph execution error:|Detected at node|File \"|Node:|\[\[|\s*$|During handling)")
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
-    found = next((line for line in lines if not frame.match(line) and not line.startswith(("self.", "return "))),
-                 type(error).__name__)
+    """The line of a TensorFlow error that says what went wrong, to its first sentence's end. A graph
+    execution error says it after the "Node: '...'" line that ends the stack where the op was made."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    nodes = [k for k, line in enumerate(lines) if line.startswith("Node:")]
+    found = next((line for line in lines[nodes[-1] + 1 if nodes else 0:]
+                  if not line.startswith(("[[", "Graph execution error", "Detected at node"))), type(error).__name__)
     sentence = re.match(r"(.+?[.!?])(\s|$)", found)
     return sentence.group(1) if sentence and len(found) > 160 else found
 

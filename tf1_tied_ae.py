@@ -184,9 +184,12 @@ def regularisers(cfg, global_step):
             x = x + cfg.gaussian_noise * tf.random.stateless_normal(tf.shape(x), key(1))
         return x
 
-    def drop(h, layer):
+    def drop(h, layer):  # inverted dropout from TF 1.15's ops; the same numbers as TF 2's stateless_dropout
         rate = cfg.code_dropout if layer == code_layer else cfg.hidden_dropout
-        return tf.nn.experimental.stateless_dropout(h, rate, key(2 + layer)) if rate else h
+        if not rate:
+            return h
+        keep = tf.random.stateless_uniform(tf.shape(h), key(2 + layer)) >= rate
+        return h * (1.0 / (1.0 - rate)) * tf.cast(keep, h.dtype)
 
     return corrupt, drop
 

@@ -1,4 +1,4 @@
-"""What a new user meets first: the README's Python runs as written, the package installs and
+"""What a new user meets first: the Python of the README and docs/porting.md runs as written, the package installs and
 imports from any folder, and data mistakes are answered with their real cause."""
 import os
 import re
@@ -13,8 +13,11 @@ import tae_data
 from conftest import ROOT
 
 
+DOCS = ("README.md", "docs/porting.md")  # the pages whose ```python blocks run as written
+
+
 def readme_python_blocks():
-    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    return [block for doc in DOCS for block in re.findall(r"```python\n(.*?)```", (ROOT / doc).read_text(), flags=re.S)]
 
 
 def test_the_readme_has_python_to_run():
@@ -23,10 +26,10 @@ def test_the_readme_has_python_to_run():
 
 @pytest.mark.parametrize("k", range(len(readme_python_blocks())))
 def test_readme_python_blocks_run_as_written(k, tmp_path, monkeypatch):
-    """Each ```python block of the README, executed as it stands, in a fresh folder."""
+    """Each ```python block of DOCS, executed as it stands, in a fresh folder."""
     monkeypatch.chdir(tmp_path)
     code = readme_python_blocks()[k]
-    exec(compile(code, f"README.md python block {k + 1}", "exec"), {"__name__": "__readme__"})
+    exec(compile(code, f"python block {k + 1} of {', '.join(DOCS)}", "exec"), {"__name__": "__readme__"})
 
 
 def test_pip_install_gives_the_module_and_the_command_anywhere(tmp_path):
@@ -84,11 +87,11 @@ def test_a_folder_given_to_dataset_points_to_data_dir(given, tmp_path, monkeypat
 
 
 def test_the_porting_notes_name_apis_that_exist():
-    """Every tf.compat.v1 name the README's porting notes promise, on the TensorFlow installed."""
+    """Every tf.compat.v1 name the porting notes promise, on the TensorFlow installed."""
     import tensorflow as tf
 
-    text = (ROOT / "README.md").read_text()
-    notes = text[text.index("## Porting TF1 code"):text.index("## train.py")]
+    text = (ROOT / "docs" / "porting.md").read_text()
+    notes = text[text.index("## Notes for porting"):]
     names = set(re.findall(r"`tf1\.([A-Za-z_.]+)", notes))
     assert {"placeholder", "Session", "train.Saver", "random_normal", "glorot_uniform_initializer"} <= names
     for name in names:
