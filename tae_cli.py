@@ -225,7 +225,7 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
     ratings = tae_config.is_ratings(run.dataset)
     if baselines is None:
         baselines = data_baselines(model, run, ds)
-    ae = tf1_tied_ae.build(model, run, ds.rows if ratings else len(ds.train),
+    ae = tf1_tied_ae.build(model, run.schedule(model), ds.rows if ratings else len(ds.train),
                            nnz=len(ds.matrix.values) if ratings else None)
     metrics = tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
                                baselines=baselines, patience=run.patience)

@@ -16,7 +16,7 @@ W_k -> encoder/layer_k/kernel, b_k -> encoder/layer_k/bias, a_k -> decoder/layer
 
 The samples come from counter-based random numbers keyed by (seed, layer, global step), so an RBM
 stage resumed from a checkpoint draws the same samples as an uninterrupted one. The momentum is a
-function of the global step too. Defaults (tae_config.RBMConfig) are the paper's Matlab code's.
+function of the global step too. Defaults (tf1_config.RBMConfig) are the paper's Matlab code's.
 
 Variables: rbm/layer_{k}/{weights [dims[k], dims[k+1]], visible_bias [dims[k]],
 hidden_bias [dims[k+1]]} and their momentum increments `<name>_inc`.
@@ -27,7 +27,7 @@ from typing import NamedTuple, Tuple
 import tensorflow as tf
 
 import tf1_input
-from tae_config import RBMConfig  # noqa: F401  (re-exported: the stack's settings)
+from tf1_config import RBMConfig  # noqa: F401  (re-exported: the stack's settings)
 
 tf1 = tf.compat.v1
 
@@ -112,8 +112,10 @@ def rbm_stages(cfg, pipe, global_step, first_step=0):
             with tf.control_dependencies([update]):
                 return figure, global_step.assign_add(1)
 
-        stages.append(tf1_input.Stage(f"rbm {k + 1}", "pretrain", cfg.epochs, 0, start, cfg.batch_size, steps_per_epoch,
-                                      1000 + k * cfg.epochs, tf1_input.multi_step(pipe, step), None, None, None))
+        stages.append(tf1_input.Stage(name=f"rbm {k + 1}", record="pretrain", epochs=cfg.epochs, first_epoch=0,
+                                      first_step=start, batch_size=cfg.batch_size, steps_per_epoch=steps_per_epoch,
+                                      epoch_seed=1000 + k * cfg.epochs, steps=tf1_input.multi_step(pipe, step),
+                                      enter=None, epoch_end=None, head=None))
     return tuple(layers), tuple(stages)
 
 

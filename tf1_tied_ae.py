@@ -32,7 +32,7 @@ Variable names are the checkpoint format and the porting interface:
     decoder/layer_{j}/kernel [rev[j], rev[j+1]]      decoder/layer_{j}/bias [rev[j+1]]
 (no decoder kernels in a tied model). Checkpoints also hold `global_step`, the optimizer's state
 under `train/` (Adam: `train/<variable>/Adam`, `.../Adam_1`, `train/beta1_power`, `train/beta2_power`)
-and `finetune/` (tied-untied), and, when built with a run, `progress/*` (tf1_input) and `rbm/*`.
+and `finetune/` (tied-untied), and, when built with a schedule, `progress/*` (tf1_input) and `rbm/*`.
 
 This module only builds graphs: importing it or calling `build` runs nothing, reads no data and
 changes no global TensorFlow setting. Every `build` makes a new tf.Graph and finalises it.
@@ -44,7 +44,7 @@ import tensorflow as tf
 
 import tf1_input
 import tf1_rbm
-from tae_config import MODES, TRAINABLE, AEConfig, RunConfig, rbm_config  # noqa: F401  (the library's config)
+from tf1_config import MODES, TRAINABLE, AEConfig, ConfigError, RBMConfig, Schedule  # noqa: F401  (re-exported)
 
 tf1 = tf.compat.v1
 ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "selu": tf.nn.selu, "tanh": tf.tanh,
@@ -77,7 +77,7 @@ class Head(NamedTuple):
 
 class AutoEncoder(NamedTuple):
     """What `build` returns. `finetune`, `sync_op`, `untie_op` are None where the mode has none;
-    `input` and `stages` exist when built with a run."""
+    `input` and `stages` exist when built with a schedule."""
 
     config: AEConfig
     graph: tf.Graph
@@ -326,37 +326,37 @@ def head(parts, name, untied, var_list, optimizer, after=None):
     return Head(*clean, train_op, tuple(var_list), trained), steps
 
 
-def stage(name, epochs, first_epoch, first_step, run, pipe, steps, head_, enter=None, epoch_end=None):
-    per_epoch = pipe.num_examples // run.batch_size
-    return tf1_input.Stage(name, "epochs", epochs, first_epoch, first_step, run.batch_size, per_epoch, first_epoch,
-                           steps, enter, epoch_end, head_)
+def stage(name, epochs, first_epoch, first_step, schedule, pipe, steps, head_, enter=None, epoch_end=None):
+    return tf1_input.Stage(name=name, record="epochs", epochs=epochs, first_epoch=first_epoch, first_step=first_step,
+                           batch_size=schedule.batch_size, steps_per_epoch=pipe.num_examples // schedule.batch_size,
+                           epoch_seed=first_epoch, steps=steps, enter=enter, epoch_end=epoch_end, head=head_)
 
 
-def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident", nnz=None):
+def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None):
     """Build the autoencoder of `cfg` into a new, finalised tf.Graph; nothing runs.
 
-    With `run` (a RunConfig with epochs set) and `num_examples`, the graph also holds the training
-    set (ae.input: fill it with tf1_input.load) and the run's stages (ae.stages), RBMs included when
-    run.pretrain is rbm; `ae.x` then defaults to the next batch. input_kind: tf1_input's resident
+    With a `schedule` (tf1_config.Schedule) and `num_examples`, the graph also holds the training
+    set (ae.input: fill it with tf1_input.load) and the run's stages (ae.stages), RBMs first when
+    schedule.rbm is set; `ae.x` then defaults to the next batch. input_kind: tf1_input's resident
     cursor or tfdata (the same batches). nnz: the training set is a sparse CSR matrix with that many
     stored values (ratings; fill it with (indptr, columns, values)). finalize=False leaves the graph
     open for extra ops (tests add tf.gradients).
     """
     if not isinstance(cfg, AEConfig):
         raise TypeError("build takes an AEConfig")
-    if (run is None) != (num_examples is None) or (run is not None and run.epochs is None):
-        raise ValueError("give both run (with epochs set) and num_examples, or neither")
+    if (schedule is None) != (num_examples is None) or not isinstance(schedule, (Schedule, type(None))):
+        raise ValueError("give both a tf1_config.Schedule and num_examples, or neither")
     graph = tf.Graph()
     with graph.as_default():
         if cfg.seed is not None:
             tf1.set_random_seed(cfg.seed)  # the graph's seed: op seeds follow from creation order
         global_step = tf1.train.get_or_create_global_step()
-        pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if run else None
+        pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if schedule else None
         default = pipe.next_batch() if pipe else None
         x = tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe else \
             tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
         parts = _Parts(cfg, x, encoder_variables(cfg), decoder_variables(cfg), global_step, pipe)
-        model = _heads_and_stages(parts, run)
+        model = _heads_and_stages(parts, schedule)
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if model["sync_op"] is not None:  # the frozen copies start equal to the transposes
             with tf.control_dependencies([init]):
@@ -373,11 +373,11 @@ def build(cfg, run=None, num_examples=None, finalize=True, input_kind="resident"
                        model["untie_op"], global_step, init, saver, best_saver, pipe, model["stages"])
 
 
-def _heads_and_stages(parts, run):
-    """The heads, the ops between them, and (with a run) the stages, as build's dict of parts."""
+def _heads_and_stages(parts, schedule):
+    """The heads, the ops between them, and (with a schedule) the stages, as build's dict of parts."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
     variables = {v.op.name: v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
-    rbm_cfg = rbm_config(cfg, run) if run else None
+    rbm_cfg = schedule.rbm if schedule else None
     stages, first = (), 0
     if rbm_cfg:
         layers, stages = tf1_rbm.rbm_stages(rbm_cfg, parts.pipe, parts.global_step)
@@ -388,11 +388,11 @@ def _heads_and_stages(parts, run):
         unroll = tf.group(unroll, name="unroll_rbms")
         stages = stages[:-1] + (stages[-1]._replace(epoch_end=unroll),)
         first = stages[-1].last_step
-    per_epoch = parts.pipe.num_examples // run.batch_size if run else 0
-    decay = max(1, run.epochs * per_epoch) if run else None  # cosine over all the autoencoder's steps
+    per_epoch = parts.pipe.num_examples // schedule.batch_size if schedule else 0
+    decay = max(1, schedule.epochs * per_epoch) if schedule else None  # cosine over all the autoencoder's steps
     sync_op = assign_transposes(dec_w, enc_w) if cfg.mode == "sync" else None
     resync = (lambda: assign_transposes(dec_w, enc_w)) if sync_op is not None and (
-        run is None or run.sync_every == "step") else None
+        schedule is None or schedule.sync_every == "step") else None
     names = trainable_names(cfg)
     train, train_steps = head(parts, "train", cfg.mode in ("untied", "sync"), [variables[n] for n in names],
                               make_optimizer(cfg, parts.global_step, first, decay), resync)
@@ -402,13 +402,13 @@ def _heads_and_stages(parts, run):
         finetune, finetune_steps = head(parts, "finetune", True,
                                         [variables[n] for n in trainable_names(cfg, finetune=True)],
                                         make_optimizer(cfg, parts.global_step, first, decay))
-    if run:
-        tied = run.tied_epochs if cfg.mode == "tied-untied" else run.epochs
-        epoch_end = sync_op if run.sync_every == "epoch" and sync_op is not None else None
-        stages += (stage("tied" if untie_op is not None else cfg.mode, tied, 0, first, run, parts.pipe, train_steps,
+    if schedule:
+        tied = schedule.tied_epochs if cfg.mode == "tied-untied" else schedule.epochs  # Schedule: half, unless given
+        epoch_end = sync_op if schedule.sync_every == "epoch" and sync_op is not None else None
+        stages += (stage("tied" if untie_op is not None else cfg.mode, tied, 0, first, schedule, parts.pipe, train_steps,
                          train, epoch_end=epoch_end),)
         if untie_op is not None:
-            stages += (stage("untied", run.epochs - tied, tied, stages[-1].last_step, run, parts.pipe,
+            stages += (stage("untied", schedule.epochs - tied, tied, stages[-1].last_step, schedule, parts.pipe,
                              finetune_steps, finetune, enter=untie_op),)
     return dict(train=train, finetune=finetune, sync_op=sync_op, untie_op=untie_op, stages=stages)
 

@@ -84,8 +84,7 @@ def run_ours_tfdata(arch, data_dir, mode="tied"):
                            "name": "mnist", "source": str(data_dir)})()
     model = tae_config.AEConfig(dims=dims, mode=mode, activation="sigmoid", code_activation=code_act,
                                 output_activation=out_act)
-    run = tae_config.RunConfig(epochs=2, batch_size=batch)
-    ae = tf1_tied_ae.build(model, run, len(ds.train), input_kind="tfdata")
+    ae = tf1_tied_ae.build(model, tf1_tied_ae.Schedule(epochs=2, batch_size=batch), len(ds.train), input_kind="tfdata")
     with tempfile.TemporaryDirectory() as tmp:
         metrics = tae_runner.train(ae, ds, tmp, {}, log=lambda *_: None)
     return metrics["epochs"][-1]["samples_per_s"]

@@ -55,32 +55,39 @@ def test_configs_are_frozen_and_resolve_their_own_defaults():
     assert RunConfig(rbm_momentum=[0.1, 0.2]).rbm_momentum == (0.1, 0.2)
 
 
-FLAG_TABLE = {  # flag -> (owner field, the default its help states)
+A, R, RD = AEConfig(), RunConfig(), tae_config.RATINGS_DEFAULTS  # the values the help texts come from
+FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constants, formatted by hand)
     "--dims": ("dims", "the question's rule from the image size: 784,196,81,49 for 28x28, 64,16,4,4 for 8x8; "
-                       "ratings: the matrix's width,500"),
-    "--mode": ("mode", "tied; ratings: untied, 0.07 to 0.08 RMSE better on MovieLens 100K (README)"),
-    "--init": ("init", "glorot"), "--activation": ("activation", "elu"),
-    "--code-activation": ("code_activation", "linear; ratings: sigmoid, as I-AutoRec"),
+                       f"ratings: the matrix's width,{tae_config.RATINGS_HIDDEN}"),
+    "--mode": ("mode", f"{A.mode}; ratings: {RD['mode']}"),
+    "--init": ("init", A.init), "--activation": ("activation", A.activation),
+    "--code-activation": ("code_activation", f"{A.code_activation}; ratings: {RD['code_activation']}"),
     "--output-activation": ("output_activation", "linear with mse, sigmoid with xent"),
-    "--loss": ("loss", "mse; ratings: masked_mse"), "--trainable": ("trainable", "all"),
-    "--optimizer": ("optimizer", "adam"), "--lr": ("learning_rate", "0.001; ratings: 0.003"),
-    "--lr-schedule": ("lr_schedule", "constant; ratings: cosine"),
+    "--loss": ("loss", f"{A.loss}; ratings: {RD['loss']}"), "--trainable": ("trainable", A.trainable),
+    "--optimizer": ("optimizer", A.optimizer),
+    "--lr": ("learning_rate", f"{A.learning_rate:g}; ratings: {RD['learning_rate']:g}"),
+    "--lr-schedule": ("lr_schedule", f"{A.lr_schedule}; ratings: {RD['lr_schedule']}"),
     "--lr-decay-steps": ("lr_decay_steps", "all the run's training steps"),
-    "--seed": ("seed", "0"), "--mask-noise": ("mask_noise", "0; ratings: 0.1"), "--gaussian-noise": ("gaussian_noise", "0.0"),
-    "--weight-decay": ("weight_decay", "0; ratings: 0.003"), "--code-dropout": ("code_dropout", "0.0"),
-    "--hidden-dropout": ("hidden_dropout", "0.0"), "--dense-refeed": ("dense_refeed", "off"),
-    "--dataset": ("dataset", "auto"),
+    "--seed": ("seed", str(A.seed)), "--mask-noise": ("mask_noise", f"{A.mask_noise:g}; ratings: {RD['mask_noise']:g}"),
+    "--gaussian-noise": ("gaussian_noise", f"{A.gaussian_noise:g}"),
+    "--weight-decay": ("weight_decay", f"{A.weight_decay:g}; ratings: {RD['weight_decay']:g}"),
+    "--code-dropout": ("code_dropout", f"{A.code_dropout:g}"),
+    "--hidden-dropout": ("hidden_dropout", f"{A.hidden_dropout:g}"), "--dense-refeed": ("dense_refeed", "off"),
+    "--dataset": ("dataset", R.dataset),
     "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets; ./data/ml-100k, ./ml-100k"),
-    "--split": ("split", "u1"), "--test-file": ("test_file", "a seeded tenth of the ratings"),
+    "--split": ("split", R.split), "--test-file": ("test_file", "a seeded tenth of the ratings"),
     "--rating-scale": ("rating_scale", "the lowest and highest training rating (the final line and config.json say so)"),
-    "--orientation": ("orientation", "item"),
-    "--epochs": ("epochs", "10 for MNIST-sized data, 200 for smaller sets; ratings: 80"), "--batch-size": ("batch_size", "32"),
+    "--orientation": ("orientation", R.orientation),
+    "--epochs": ("epochs", f"10 for MNIST-sized data, 200 for smaller sets; ratings: {tae_config.RATINGS_EPOCHS}"),
+    "--batch-size": ("batch_size", str(R.batch_size)),
     "--validation": ("validation", "5000 for MNIST and Fashion-MNIST (55,000 train), a tenth of the training set otherwise"),
     "--patience": ("patience", "never"),
-    "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", "step"),
-    "--pretrain": ("pretrain", "none"), "--pretrain-epochs": ("pretrain_epochs", "10"), "--rbm-lr": ("rbm_lr", "0.1"),
-    "--rbm-lr-linear": ("rbm_lr_linear", "0.001"), "--rbm-weight-cost": ("rbm_weight_cost", "0.0002"),
-    "--rbm-momentum": ("rbm_momentum", "0.5,0.9"), "--rbm-batch-size": ("rbm_batch_size", "100"),
+    "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", R.sync_every),
+    "--pretrain": ("pretrain", R.pretrain), "--pretrain-epochs": ("pretrain_epochs", str(R.pretrain_epochs)),
+    "--rbm-lr": ("rbm_lr", f"{R.rbm_lr:g}"), "--rbm-lr-linear": ("rbm_lr_linear", f"{R.rbm_lr_linear:g}"),
+    "--rbm-weight-cost": ("rbm_weight_cost", f"{R.rbm_weight_cost:g}"),
+    "--rbm-momentum": ("rbm_momentum", ",".join(f"{m:g}" for m in R.rbm_momentum)),
+    "--rbm-batch-size": ("rbm_batch_size", str(R.rbm_batch_size)),
 }
 
 

@@ -6,7 +6,6 @@ import tensorflow as tf
 import tae_config
 import tf1_input
 import tf1_tied_ae as tae
-from tae_config import RunConfig
 
 tf1 = tf.compat.v1
 SMALL = (12, 7, 5, 3)
@@ -180,7 +179,7 @@ def test_sync_keeps_the_decoder_transposed_after_every_step():
 
 
 def test_sync_every_epoch_waits_for_the_epoch_end():
-    run = RunConfig(epochs=2, batch_size=10, sync_every="epoch")
+    run = tae.Schedule(epochs=2, batch_size=10, sync_every="epoch")
     ae = tae.build(tae.AEConfig(dims=SMALL, mode="sync", seed=5, learning_rate=1e-2), run, 30)
     (stage,) = ae.stages
     assert stage.epoch_end is ae.sync_op and stage.epochs == 2 and stage.steps_per_epoch == 3
@@ -309,7 +308,7 @@ def test_saver_round_trip(tmp_path, mode):
 @pytest.mark.parametrize("kind", tf1_input.INPUTS)
 def test_pipeline_draws_the_given_order_and_resumes_mid_epoch(kind):
     data = np.arange(10 * SMALL[0], dtype=np.float32).reshape(10, SMALL[0]) / 100
-    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), RunConfig(epochs=1, batch_size=3), 10, input_kind=kind)
+    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), tae.Schedule(epochs=1, batch_size=3), 10, input_kind=kind)
     pipe = ae.input
     order = np.array([9, 8, 7, 6, 5, 4, 3, 2, 1, 0], np.int32)
     with session(ae) as sess:
@@ -330,7 +329,7 @@ def test_pipeline_draws_the_given_order_and_resumes_mid_epoch(kind):
 
 
 def test_progress_lives_in_the_graph_and_survives_a_mid_epoch_start():
-    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), RunConfig(epochs=1, batch_size=5), 20)
+    ae = tae.build(tae.AEConfig(dims=SMALL, seed=0), tae.Schedule(epochs=1, batch_size=5), 20)
     pipe, (stage,) = ae.input, ae.stages
     order = np.arange(20, dtype=np.int32)
     with session(ae) as sess:
@@ -384,7 +383,7 @@ def test_steps_split_across_calls_are_bit_identical(mode, extra):
     with oneDNN on and off (tests/README: what the bit-for-bit tests promise)."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
     cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2, **extra)
-    run = RunConfig(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
+    run = tae.Schedule(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
     (a, va, sa), (b, vb, sb) = (run_stages(cfg, run, data, looped(*calls)) for calls in ((7, 3), (1,) * 10))
     assert a == b and sa == sb == len(a) == 10 * (2 if mode == "tied-untied" else 1)
     for name in va:
@@ -398,7 +397,7 @@ def test_multi_step_equals_fed_steps(mode, extra):
     re-associate a sum differently in each (seen with oneDNN on: a 1-ulp difference in the loss)."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
     cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2, **extra)
-    run = RunConfig(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
+    run = tae.Schedule(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
     fed = lambda sess, stage, pipe: [sess.run([stage.head.training.loss, stage.head.train_op])[0] for _ in range(10)]  # noqa: E731
     (a, va, sa), (b, vb, sb) = run_stages(cfg, run, data, fed), run_stages(cfg, run, data, looped(10))
     assert sa == sb == len(a) == len(b)
@@ -409,14 +408,14 @@ def test_multi_step_equals_fed_steps(mode, extra):
 
 
 def test_stages_say_what_runs_when():
-    run = RunConfig(epochs=5, batch_size=10, tied_epochs=2)
+    run = tae.Schedule(epochs=5, batch_size=10, tied_epochs=2)
     ae = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied", lr_schedule="cosine"), run, 95)
     tied, untied = ae.stages
     assert (tied.name, tied.epochs, tied.first_step, tied.steps_per_epoch, tied.head) == ("tied", 2, 0, 9, ae.train)
     assert (untied.name, untied.epochs, untied.first_epoch, untied.first_step) == ("untied", 3, 2, 18)
     assert untied.enter is ae.untie_op and untied.head is ae.finetune and tied.enter is None
     assert tae.final_head(ae) is ae.finetune
-    never = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied"), RunConfig(epochs=2, tied_epochs=2), 100)
+    never = tae.build(tae.AEConfig(dims=SMALL, mode="tied-untied"), tae.Schedule(epochs=2, tied_epochs=2), 100)
     assert tae.final_head(never) is never.train  # an untied stage of 0 epochs never unties
 
 
@@ -581,7 +580,7 @@ def test_a_masked_model_trains_the_same_on_sparse_and_dense_rows():
     cfg = tae.AEConfig(dims=(12, 6, 3), loss="masked_mse", code_dropout=0.2, seed=3)
     results = []
     for data, nnz in ((dense, None), (csr(dense), int(np.count_nonzero(dense)))):
-        ae = tae.build(cfg, RunConfig(epochs=1, batch_size=8), 40, nnz=nnz)
+        ae = tae.build(cfg, tae.Schedule(epochs=1, batch_size=8), 40, nnz=nnz)
         pipe, (stage,) = ae.input, ae.stages
         with session(ae) as sess:
             tf1_input.load(sess, pipe, data)
@@ -601,7 +600,7 @@ def test_dense_refeed_is_a_second_step_on_the_models_own_output(mode="tied"):  #
     rng = np.random.RandomState(4)
     x = (rng.randint(1, 6, (8, 10)) * (rng.rand(8, 10) < 0.4)).astype(np.float32)
     base = dict(dims=(10, 6, 3), mode=mode, loss="masked_mse", seed=5, weight_decay=1e-3)
-    refeed = tae.build(tae.AEConfig(dense_refeed=True, **base), RunConfig(epochs=1, batch_size=8), 8)
+    refeed = tae.build(tae.AEConfig(dense_refeed=True, **base), tae.Schedule(epochs=1, batch_size=8), 8)
     plain = tae.build(tae.AEConfig(**base))
     with session(refeed) as sess:
         start = values(sess, refeed)

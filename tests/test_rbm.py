@@ -55,7 +55,7 @@ def test_unrolling_is_exact_and_matches_numpy(mode):
     cfg = AEConfig(dims=DIMS, mode=mode, activation="sigmoid", code_activation="linear", output_activation="sigmoid")
     run = RunConfig(epochs=1, batch_size=50, pretrain="rbm", pretrain_epochs=2, rbm_batch_size=50,
                     tied_epochs=0 if mode == "tied-untied" else None)
-    ae = tae.build(cfg, run, len(data))
+    ae = tae.build(cfg, run.schedule(cfg), len(data))
     rbms, train = ae.stages[:3], ae.stages[3]
     assert [s.name for s in ae.stages] == ["rbm 1", "rbm 2", "rbm 3"] + (
         ["tied", "untied"] if mode == "tied-untied" else ["untied"])

@@ -1,0 +1,168 @@
+"""The settings the graph library is built from, as data: AEConfig (the autoencoder), RBMConfig (the
+RBM stack of pretraining) and Schedule (how a run's stages are laid out).
+
+Frozen dataclasses, validated on construction: a bad field raises ConfigError, a ValueError whose
+`field` names the field and whose message says what it may be. No TensorFlow, no flags, no files:
+with tf1_tied_ae.py, tf1_input.py and tf1_rbm.py, this is what a porter copies.
+"""
+import dataclasses
+import math
+from typing import Optional, Tuple
+
+MODES = ("untied", "tied", "sync", "tied-untied")
+INITS = ("glorot", "snippet")
+ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "linear")
+LOSSES = ("mse", "xent", "masked_mse")
+TRAINABLE = ("all", "encoder", "decoder")
+OPTIMIZERS = ("adam", "sgd")
+LR_SCHEDULES = ("constant", "cosine")
+SYNC_EVERY = ("step", "epoch")
+
+
+class ConfigError(ValueError):
+    """A field with a value it cannot take: `field` names it, `detail` says what is allowed."""
+
+    def __init__(self, field, detail):
+        super().__init__(f"{field} {detail}")
+        self.field, self.detail = field, detail
+
+
+def choice(field, value, allowed):
+    if value not in allowed:
+        raise ConfigError(field, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def integer(field, value, low, none_ok=False):
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(field, f"must be an integer >= {low}; got {value!r}")
+
+
+def number(field, value, positive):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        raise ConfigError(field, f"must be a {'positive' if positive else 'non-negative'} finite number; got {value!r}")
+
+
+def fraction(field, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(field, f"must be a number in [0, 1); got {value!r}")
+
+
+def sizes(field, value):
+    """At least 2 positive integers, as a tuple."""
+    found = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(found) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in found):
+        raise ConfigError(field, f"must be at least 2 positive integers, like 784,196,81,49; got {value!r}")
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class AEConfig:
+    """Everything that defines the autoencoder's graph (tf1_tied_ae.build)."""
+
+    dims: Tuple[int, ...] = (784, 196, 81, 49)  # input size, hidden sizes, code size (the question's, 28x28)
+    mode: str = "tied"  # untied | tied | sync (the accepted answer) | tied-untied (Hinton's: tied, then untied)
+    init: str = "glorot"  # glorot (Glorot-uniform kernels, zero biases) | snippet (the question's N(0,1) everywhere)
+    activation: str = "elu"  # hidden units
+    code_activation: Optional[str] = "linear"  # the code layer; None: as `activation`
+    output_activation: Optional[str] = None  # linear | sigmoid; None: linear with mse, sigmoid with xent
+    loss: str = "mse"  # mse (tf.losses.mean_squared_error) | xent (on the logits) | masked_mse (non-zero inputs only)
+    trainable: str = "all"  # what minimize(var_list=...) trains: all | encoder | decoder
+    optimizer: str = "adam"  # adam | sgd
+    learning_rate: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (decays to 0 by global step)
+    lr_decay_steps: Optional[int] = None  # cosine: steps to decay over; None: all the run's steps
+    seed: Optional[int] = 0  # graph-level seed; also keys the noise and dropout
+    # Regularisers: training steps only; evaluation, codes and reconstructions see the clean model.
+    mask_noise: float = 0.0  # the fraction of input values set to 0 in each training batch (denoising)
+    gaussian_noise: float = 0.0  # standard deviation of Gaussian noise added to training inputs (after masking)
+    weight_decay: float = 0.0  # L2 in the loss: weight_decay * sum(w^2) / 2 over the trained kernels
+    code_dropout: float = 0.0  # inverted dropout on the code
+    hidden_dropout: float = 0.0  # inverted dropout on every hidden layer, encoder and decoder
+    dense_refeed: bool = False  # DeepRecommender's dense re-feeding (masked_mse): a second update on f(x)
+
+    def __post_init__(self):
+        object.__setattr__(self, "dims", sizes("dims", self.dims))
+        choice("mode", self.mode, MODES)
+        choice("init", self.init, INITS)
+        choice("activation", self.activation, ACTIVATIONS)
+        if self.code_activation is None:
+            object.__setattr__(self, "code_activation", self.activation)
+        choice("code_activation", self.code_activation, ACTIVATIONS)
+        choice("loss", self.loss, LOSSES)
+        if self.output_activation is None:
+            object.__setattr__(self, "output_activation", "sigmoid" if self.loss == "xent" else "linear")
+        choice("output_activation", self.output_activation, ("linear", "sigmoid"))
+        if self.loss == "xent" and self.output_activation != "sigmoid":
+            raise ConfigError("output_activation", "must be sigmoid with loss xent (it is the loss's own link)")
+        choice("trainable", self.trainable, TRAINABLE)  # tied + decoder: the decoder biases alone
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        number("learning_rate", self.learning_rate, positive=True)
+        choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        integer("lr_decay_steps", self.lr_decay_steps, 1, none_ok=True)
+        if self.lr_decay_steps is not None and self.lr_schedule != "cosine":
+            raise ConfigError("lr_decay_steps", "applies only with lr_schedule cosine")
+        integer("seed", self.seed, -2 ** 31, none_ok=True)
+        fraction("mask_noise", self.mask_noise)
+        number("gaussian_noise", self.gaussian_noise, positive=False)
+        number("weight_decay", self.weight_decay, positive=False)
+        fraction("code_dropout", self.code_dropout)
+        fraction("hidden_dropout", self.hidden_dropout)
+        if not isinstance(self.dense_refeed, bool):
+            raise ConfigError("dense_refeed", f"must be True or False; got {self.dense_refeed!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RBMConfig:
+    """The RBM stack of greedy pretraining (tf1_rbm). Defaults are Hinton & Salakhutdinov's (their
+    Matlab code)."""
+
+    dims: Tuple[int, ...] = (784, 1000, 500, 250, 30)  # visible size, then each RBM's hidden size
+    linear_top: bool = True  # the top RBM has Gaussian (linear) hidden units: a linear code layer
+    learning_rate: float = 0.1  # the binary RBMs
+    learning_rate_linear: float = 0.001  # the top RBM when linear_top
+    weight_cost: float = 2e-4
+    momentum: Tuple[float, float] = (0.5, 0.9)  # before, and from, epoch `momentum_switch_epoch` on
+    momentum_switch_epoch: int = 5
+    epochs: int = 10  # per RBM
+    batch_size: int = 100
+    seed: Optional[int] = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "dims", sizes("dims", self.dims))
+        number("learning_rate", self.learning_rate, positive=True)
+        number("learning_rate_linear", self.learning_rate_linear, positive=True)
+        number("weight_cost", self.weight_cost, positive=False)
+        momentum = tuple(self.momentum) if isinstance(self.momentum, (list, tuple)) else ()
+        if len(momentum) != 2 or not all(isinstance(m, (int, float)) and 0 <= m < 1 for m in momentum):
+            raise ConfigError("momentum", f"must be two numbers in [0, 1), like 0.5,0.9; got {self.momentum!r}")
+        object.__setattr__(self, "momentum", tuple(float(m) for m in momentum))
+        integer("momentum_switch_epoch", self.momentum_switch_epoch, 0)
+        integer("epochs", self.epochs, 1)
+        integer("batch_size", self.batch_size, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """How a run's stages are laid out (tf1_tied_ae.build with a schedule): the RBMs first if any,
+    then the autoencoder's epochs (tied-untied: the first `tied_epochs` tied, the rest untied)."""
+
+    epochs: int  # the autoencoder's epochs in all
+    batch_size: int = 32
+    tied_epochs: Optional[int] = None  # tied-untied only; None: half of epochs, rounded up
+    sync_every: str = "step"  # sync only: re-assign the decoder's copies every step | epoch
+    rbm: Optional[RBMConfig] = None  # greedy RBM pretraining before the autoencoder
+
+    def __post_init__(self):
+        integer("epochs", self.epochs, 0)
+        integer("batch_size", self.batch_size, 1)
+        integer("tied_epochs", self.tied_epochs, 0, none_ok=True)
+        if self.tied_epochs is None:
+            object.__setattr__(self, "tied_epochs", self.epochs - self.epochs // 2)
+        elif self.tied_epochs > self.epochs:
+            raise ConfigError("tied_epochs", f"must be between 0 and epochs ({self.epochs}); got {self.tied_epochs}")
+        choice("sync_every", self.sync_every, SYNC_EVERY)
+        if self.rbm is not None and not isinstance(self.rbm, RBMConfig):
+            raise ConfigError("rbm", f"must be an RBMConfig or None; got {self.rbm!r}")
