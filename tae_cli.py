@@ -15,6 +15,9 @@ import time
 import tae_config
 import tae_data
 import tae_files
+import tae_folder
+from tae_folder import RunFolder
+from tae_tasks import task_of
 from tae_config import AEConfig, ConfigError, RunConfig
 from tae_files import PROGRAM, Stopped, UsageError, WriteFailed
 
@@ -160,7 +163,7 @@ def refuse_inert(model, run, given, compare):
 
 def resumed_configs(args, given):
     """(saved config.json, model, run) of the run in --out, with the given flags merged in."""
-    saved = tae_files.read_json(os.path.join(args.out, "config.json"))
+    saved = RunFolder(args.out).config()
     if saved is None:
         raise UsageError(f"--resume: {args.out} holds no run (no config.json); start one without --resume")
     if args.compare != bool(saved.get("compare")):
@@ -173,15 +176,15 @@ def resumed_configs(args, given):
 
 def complete(out, saved, run):
     """True, after saying so, when a resumed run has nothing left to train."""
-    path = os.path.join(out, "compare.json" if saved.get("compare") else "metrics.json")
-    metrics = tae_files.read_json(path)
-    done = metrics is not None and (saved.get("compare") or metrics.get("status") == "done")
+    folder = RunFolder(out)
+    done = folder.compared() is not None if saved.get("compare") else folder.finished(run.epochs)
     if done and run.epochs == saved["run"]["epochs"]:
         model = saved["model"]
-        stopped = None if saved.get("compare") else metrics["final"].get("stopped_early")
+        stopped = None if saved.get("compare") else folder.metrics()["final"].get("stopped_early")
         if stopped:
             print(f"{out} is complete: it stopped early after epoch {stopped} of {run.epochs} "
-                  f"(--patience {run.patience}); its best epoch by validation error is epoch {metrics['final']['best_epoch']}")
+                  f"(--patience {run.patience}); its best epoch by validation error is epoch "
+                  f"{folder.metrics()['final']['best_epoch']}")
             return True
         if model["lr_schedule"] == "cosine" and model["lr_decay_steps"] is None:
             further = ("its cosine learning rate has decayed to 0, so it cannot be extended; for longer training "
@@ -203,31 +206,26 @@ def new_folder(dataset_name, label):
 
 
 def config_record(model, run, ds, compare=False):
-    """config.json: the configs, where the data came from, and its range (what --encode accepts)."""
-    record = {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
-              "data_source": ds.source}
-    if tae_config.is_ratings(run.dataset):
-        record["rating_scale"] = list(ds.data.scale)
-        record["rating_scale_from"] = ds.data.scale_from
-    elif ds.train is not None:
-        record["data_range"] = [float(ds.train.min()), float(ds.train.max())]
-    return record
+    """config.json: the configs, where the data came from, and the task's part (the data's range,
+    what --encode accepts; or the rating scale)."""
+    return {"model": dataclasses.asdict(model), "run": dataclasses.asdict(run), "compare": compare,
+            "data_source": ds.source, **task_of(run.dataset).record(ds)}
 
 
 def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None):
     """Build the model's graph with its run and hand it to the stage runner, with the baselines
-    of the data (computed here unless given)."""
+    of the data (the task's, computed here unless given)."""
     import tae_runner
     import tf1_tied_ae
 
     import tae_export
 
-    ratings = tae_config.is_ratings(run.dataset)
+    task = task_of(run.dataset)
     if baselines is None:
-        baselines = data_baselines(model, run, ds)
-    ae = tf1_tied_ae.build(model, run.schedule(model), ds.rows if ratings else len(ds.train),
-                           nnz=len(ds.matrix.values) if ratings else None)
-    metrics = tae_runner.train(ae, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
+        baselines = task.baselines(model, ds)
+    _, examples, nnz = task.graph_input(ds)
+    ae = tf1_tied_ae.build(model, run.schedule(model), examples, nnz=nnz)
+    metrics = tae_runner.train(ae, task, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
                                baselines=baselines, patience=run.patience)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
     with trained.sess:
@@ -235,49 +233,30 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
     return metrics
 
 
-def data_baselines(model, run, ds):
-    """What the run is measured against: for images the mean and PCA (tae_data.baselines), for ratings
-    the global mean and the bias model (tae_ratings.baselines), on the run's test set."""
-    if tae_config.is_ratings(run.dataset):
-        import tae_ratings
-
-        return tae_ratings.baselines(ds.data, ds.fallback)
-    return tae_data.baselines(ds.train, ds.test, model.dims[-1])
-
-
 def compare(model, run, ds, out, log=print):
     """The question's code and every mode on the same data, seed, batches and epochs."""
     import tae_figures
 
-    tae_files.write_json(os.path.join(out, "config.json"), config_record(model, run, ds, compare=True))
-    ratings = tae_config.is_ratings(run.dataset)
-    figure, label = ("test_rmse", "test RMSE") if ratings else ("test_sse_per_image", "test sum of squared errors per image")
+    folder, task = RunFolder(out), task_of(run.dataset)
+    folder.write_config(config_record(model, run, ds, compare=True))
     results, curves = {}, {}
-    baselines = data_baselines(model, run, ds)
+    baselines = task.baselines(model, ds)
+    figure, label, levels, columns = task.compare_table(ds, baselines)
     for name, fields in COMPARE.items():
         variant = dataclasses.replace(model, **fields)
         tied = run.epochs - run.epochs // 2 if run.tied_epochs is None else run.tied_epochs
         sub = dataclasses.replace(run, tied_epochs=tied if variant.mode == "tied-untied" else None)
-        folder = os.path.join(out, name)
-        metrics = tae_files.read_json(os.path.join(folder, "metrics.json")) or {}
-        finished = metrics.get("status") == "done" and (len(metrics["epochs"]) == run.epochs
-                                                        or metrics["final"].get("stopped_early"))
-        if not finished:
+        place = folder.variant(name)
+        metrics = place.metrics()
+        if not place.finished(run.epochs):
             log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
-            if not os.path.exists(os.path.join(folder, "config.json")):
-                tae_files.prepare(folder)
-            metrics = train_one(variant, sub, ds, folder, log, keep_data=True, baselines=baselines)
+            if place.config() is None:
+                place.prepare()
+            metrics = train_one(variant, sub, ds, str(place), log, keep_data=True, baselines=baselines)
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m[figure]) for m in metrics["epochs"]]
-    if ratings:
-        levels = {k: {"test_rmse": v["rmse"], "test_mae": v["mae"], "trainable_params": v["parameters"]}
-                  for k, v in baselines.items()}
-        columns = (("test rmse", "test_rmse", ".4f"), ("test mae", "test_mae", ".4f"))
-    else:
-        levels = tae_data.baseline_rows(baselines, ds)
-        columns = (("test mse", "test_mse", ".5f"), ("sse/image", "test_sse_per_image", ".3f"))
-    tae_files.write_json(os.path.join(out, "compare.json"), {**results, "baselines": levels})
-    tae_figures.save_curves(os.path.join(out, "compare.png"), curves, label,
+    folder.write_compare({**results, "baselines": levels})
+    tae_figures.save_curves(folder.path(tae_folder.COMPARE_PNG), curves, label,
                             f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs",
                             references={k: v[figure] for k, v in levels.items()})
     width = max(12, *map(len, levels))
@@ -299,35 +278,6 @@ def import_tensorflow(verbose):
     tf.config.experimental.enable_op_determinism()  # same flags and seed, same numbers
 
 
-def load_images(model, model_values, run):
-    """(model, run, ds) of an image run: a new run's configs resolved from the data (model None and
-    its given fields in model_values), the validation split made, the data checked against them."""
-    ds = tae_data.load(run.dataset, run.data_dir)
-    if model is None:
-        model, run = tae_config.resolve(model_values, run, ds.image_shape, ds.test.shape[1], len(ds.train), ds.name)
-    tae_data.split_validation(ds, run.validation)
-    tae_data.validate(ds, model.dims[0], model.output_activation == "sigmoid" or model.loss == "xent")
-    return model, run, ds
-
-
-def load_ratings(model, model_values, run):
-    """(model, run, ds) of a ratings run: the ratings read, the validation ratings carved out, the
-    training ratings arranged in the run's orientation (tae_ratings.RatingsSet)."""
-    import tae_ratings
-
-    data = tae_ratings.load(run)
-    if model is None:
-        run = tae_config.ratings_validation(run, len(data.train))
-    tae_ratings.split_validation(data, run.validation)
-    ds = tae_ratings.arrange(data, run.orientation)
-    if model is None:
-        model, run = tae_config.resolve_ratings(model_values, run, ds.width, ds.rows)
-    elif model.dims[0] != ds.width:
-        raise UsageError(f"the ratings in {data.source} give {ds.width} columns, not the run's {model.dims[0]}; "
-                         "they changed since the run started: start a new run")
-    return model, run, ds
-
-
 def use_run(args, given, hold):
     """--encode, --reconstruct, --recommend, --export on the trained run in --out."""
     others = [name for name, on in (("--resume", args.resume), ("--compare", args.compare),
@@ -342,14 +292,11 @@ def use_run(args, given, hold):
         raise UsageError("--to names one output file: give it with one of --encode and --reconstruct")
     if len({getattr(args, w) for w in whats}) > 1:
         raise UsageError("--encode and --reconstruct together take the same FILE; run them one at a time")
-    saved = tae_files.read_json(os.path.join(args.out, "config.json"))
+    saved = RunFolder(args.out).config()
     if saved is None:
         raise UsageError(f"--out {args.out} holds no run (no config.json); train one first")
-    ratings = "rating_scale" in saved
-    if ratings and whats:
-        raise UsageError(f"--{whats[0]} takes images or arrays; {args.out} is a ratings run: use --recommend USER")
-    if args.recommend is not None and not ratings:
-        raise UsageError(f"--recommend takes a ratings run; {args.out} was trained on images ({saved.get('data_source')})")
+    task = task_of(saved["run"]["dataset"])
+    task.refuse_use(args.out, saved, whats, args.recommend is not None)
     if args.export:
         hold.enter_context(tae_files.lock(args.out))
     import_tensorflow(args.verbose)
@@ -357,8 +304,7 @@ def use_run(args, given, hold):
 
     trained = tae_export.restore(args.out)
     if args.recommend is not None:
-        run = RunConfig(**saved["run"])
-        _, _, ds = load_ratings(AEConfig(**saved["model"]), None, run)
+        _, _, ds = task.load(AEConfig(**saved["model"]), None, RunConfig(**saved["run"]))
         titles, best = ds.data.titles, tae_export.recommend(trained, ds, args.recommend)  # a bad user: before any line
         print(f"the 10 highest predicted ratings among the items user {args.recommend} has not rated "
               f"({os.path.basename(trained.checkpoint)}):")
@@ -387,7 +333,7 @@ def run_command(args, hold):
                          "drop it")
     saved = None
     if args.resume:
-        if os.path.exists(os.path.join(args.out, "config.json")):
+        if RunFolder(args.out).holds_run():
             hold.enter_context(tae_files.lock(args.out))
         saved, model, run = resumed_configs(args, given)
         if complete(args.out, saved, run):
@@ -398,19 +344,19 @@ def run_command(args, hold):
             raise UsageError("--preset does nothing with --compare (its snippet row is the question preset "
                              "already); drop it")
         model_values, run = early_configs(given, args.preset)
-        if not tae_config.is_ratings(run.dataset):  # ratings defaults (masked_mse...) come with the data
-            refuse_inert(AEConfig(**model_values), run, given, args.compare)  # no rule looks at the data
         model = None
+    task = task_of(run.dataset)
+    if model_values is not None:  # before any data, with the task's defaults: a flag that does nothing fails at once
+        refuse_inert(AEConfig(**{**task.defaults, **model_values}), run, given, args.compare)
     try:
-        load = load_ratings if tae_config.is_ratings(run.dataset) else load_images
-        model, run, ds = load(model, model_values, run)
+        model, run, ds = task.load(model, model_values, run)
     except ConfigError as e:
         raise config_error(e) from None
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
     out = args.out or new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
-        tae_files.prepare(out)
+        RunFolder(out).prepare()
         hold.enter_context(tae_files.lock(out))
     import_tensorflow(args.verbose)
     start = time.time()

@@ -22,6 +22,7 @@ import tae_runner
 import tf1_tied_ae as tae
 from tae_config import AEConfig
 from tae_files import Stopped, UsageError
+from tae_folder import RunFolder
 from tae_runner import EXIT_WRITE_FAILED
 
 tf1 = tf.compat.v1
@@ -36,44 +37,35 @@ class Trained(NamedTuple):
     model: tae.Inference
     sess: tf1.Session
     checkpoint: str  # the path restored from
-    stage: Optional[str]  # the stage of that epoch ("tied", "untied", ...), None before any epoch
+    decoder: str  # "tied" (the encoder's transposes) or "untied" (its own kernels): what that epoch trained
     data_range: Optional[list]  # [min, max] of the run's training data, when config.json has it
 
 
-def chosen_checkpoint(out, metrics):
-    """(path, stage) of the checkpoint the run's final figures describe: its best epoch's (with a
-    validation split), else its newest."""
-    final, epochs = metrics.get("final") or {}, metrics.get("epochs") or []
-    if "best_epoch" in final:
-        step = next(r["global_step"] for r in epochs if r["epoch"] == final["best_epoch"])
-        found = dict(tae_files.checkpoints(out, "best"))
-        if step not in found:
-            raise UsageError(f"{out} has no best-{step} checkpoint for its best epoch ({final['best_epoch']}); "
-                             "it was deleted: train the run again")
-        return found[step], final["best_stage"]
-    found = tae_files.checkpoints(out)
-    if not found:
-        raise UsageError(f"{out} has no checkpoint (ckpt-*.index); train it first")
-    step = found[-1][0]
-    stage = next((r["stage"] for r in reversed(epochs) if r["global_step"] <= step), None)
-    return found[-1][1], stage
+def decoder_of(cfg, record):
+    """Which decoder the epoch `record` trained: recorded in each epoch record ("decoder"); for runs
+    written before it was, inferred from the mode and the stage. Before any epoch: the mode's first."""
+    if record is not None and "decoder" in record:
+        return record["decoder"]
+    stage = record["stage"] if record is not None else None
+    return "untied" if cfg.mode in ("untied", "sync") or (cfg.mode == "tied-untied" and stage == "untied") else "tied"
 
 
 def restore(out):
     """The run in folder `out`, restored (a UsageError names what is missing or damaged)."""
-    saved = tae_files.read_json(os.path.join(out, "config.json"))
+    folder = RunFolder(out)
+    saved = folder.config()
     if saved is None or "model" not in saved or saved.get("compare"):
         what = "a --compare folder: give one of its variant folders" if saved and saved.get("compare") else \
             "no run (no config.json)"
         raise UsageError(f"--out {out} holds {what}")
     cfg = AEConfig(**saved["model"])
-    path, stage = chosen_checkpoint(out, tae_files.read_json(os.path.join(out, "metrics.json")) or {})
-    untied = cfg.mode in ("untied", "sync") or (cfg.mode == "tied-untied" and stage == "untied")
-    model = tae.build_inference(cfg, untied)
+    path, record = folder.chosen()
+    decoder = decoder_of(cfg, record)
+    model = tae.build_inference(cfg, untied=decoder == "untied")
     sess = tf1.Session(graph=model.graph)
     with model.graph.as_default():  # the Saver's graph path (outside a graph, TF2 would take the eager one)
         tae_runner.restore(sess, model.saver, path)
-    return Trained(cfg, model, sess, path, stage, saved.get("data_range"))
+    return Trained(cfg, model, sess, path, decoder, saved.get("data_range"))
 
 
 def run_model(trained, data, what, chunk=4096):
@@ -87,7 +79,7 @@ def export(trained, out):
     """Write the SavedModel to out/export, whole: built in a temporary folder beside it, then put in
     place (a previous export, of fewer epochs, is replaced)."""
     m = trained.model
-    target, tmp = os.path.join(out, EXPORT), None
+    target, tmp = RunFolder(out).export_path(), None
     try:
         tmp = tempfile.mkdtemp(prefix=f".{EXPORT}.", dir=out)
         with m.graph.as_default():  # the builder's graph path

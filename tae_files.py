@@ -108,24 +108,6 @@ def read_json(path):
         raise UsageError(f"cannot read {path} ({e}); it is not a file this program wrote") from None
 
 
-def prepare(folder):
-    """Create a new run folder, or accept an empty one; UsageError if it holds anything else or
-    cannot be written."""
-    folder = pathlib.Path(folder)
-    if (folder / "config.json").exists():
-        raise UsageError(f"--out {folder} is an existing run; add --resume to continue it or choose another --out")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--out {folder} is a file, not a folder; choose a folder")
-    if folder.is_dir() and set(os.listdir(folder)) - {LOCK}:
-        raise UsageError(f"--out {folder} is a folder with other files in it; choose a new or empty folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write to --out {folder} ({e.strerror or e}); choose a writable folder") from None
-
-
 def lock(folder):
     """Hold the run folder for this process (released when it exits, however it exits).
     Returns the open lock file; UsageError naming the process that holds it already."""

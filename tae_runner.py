@@ -14,10 +14,11 @@ then, if its validation error is the lowest so far, the best checkpoint (a secon
 before it is mended on resume, since the records say which epoch is best). The run ends by
 restoring the best epoch and evaluating it on the test set; without a validation split, the last.
 
-What "evaluation" means is the run's scoring object: ImageScoring (loss and SSE per image on the
-validation and test arrays; recon.png, codes.png, the 5-NN figures) or RatingScoring (RMSE and MAE
-of the validation and test ratings, predicted from the training ratings alone; predictions.csv).
-The loop, the checkpoints and the choice of the best epoch are the same for both.
+What "evaluation" means is the task's scoring (tae_tasks: SSE per image for images, RMSE of held-out
+ratings for ratings). The runner hands it what it needs, never itself: a function that evaluates the
+model's tensors on rows, one that runs a fetch over the training set held in the graph, and the run
+folder; it gets figures back. The loop, the checkpoints and the choice of the best epoch are the
+same for every kind of data.
 """
 import os
 import signal
@@ -29,13 +30,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-import tae_data
-import tae_figures
-import tae_ratings
 import tae_files
 import tf1_input
 import tf1_tied_ae as tae
 from tae_files import Stopped, UsageError, WriteFailed
+import tae_folder
+from tae_folder import RunFolder
 
 tf1 = tf.compat.v1
 EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4
@@ -46,14 +46,7 @@ FIGURE = {"epochs": "train_loss", "pretrain": "recon_sse_per_example"}  # what a
 TAGS = {"train_loss": "loss/train", "validation_loss": "loss/validation", "test_loss": "loss/test",
         "validation_sse_per_image": "validation/sse_per_image", "test_sse_per_image": "test/sse_per_image",
         "recon_sse_per_example": "pretrain/recon_sse_per_example", "validation_rmse": "validation/rmse",
-        "test_rmse": "test/rmse"}  # TensorBoard, by global step
-BEST = "best"  # the best epoch's checkpoint: best-<global step>, state file best_checkpoint
-
-
-def project_codes(train_codes, test_codes):
-    """The test codes on the first two principal components of the training codes (float64)."""
-    mean = train_codes.mean(axis=0, dtype=np.float64)
-    return (test_codes - mean) @ tae_data.top_directions((train_codes - mean).T @ (train_codes - mean), 2)
+        "test_rmse": "test/rmse", "learning_rate": "learning_rate"}  # TensorBoard, by global step
 
 
 class StopRequest:
@@ -79,17 +72,6 @@ def epoch_order(seed, epoch_seed, n):
     return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
 
 
-def evaluate(sess, head, x, data, chunk=2000):
-    """(mean loss, mean sum of squared errors per example) of `head` over `data`, fed through x."""
-    loss = sse = 0.0
-    for i in range(0, len(data), chunk):
-        part = data[i : i + chunk]
-        l, s = sess.run([head.loss, head.sse], {x: part})
-        loss += float(l) * len(part)
-        sse += float(np.sum(s, dtype=np.float64))
-    return loss / len(data), sse / len(data)
-
-
 def tf_reason(error):
     """The line of a TensorFlow error that says what went wrong, to its first sentence's end. A graph
     execution error says it after the "Node: '...'" line that ends the stack where the op was made."""
@@ -110,25 +92,25 @@ def restore(sess, saver, path):
                          "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
-def train(ae, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
-    """Run the stages of `ae` in run folder `out` (new, or resumed from its newest checkpoint) and
-    return its metrics. config: written to config.json once the start has succeeded. ds.train
-    is dropped once it is in the graph, unless keep_data. stop: an object whose `signum` turns
-    non-None to stop (default: SIGINT and SIGTERM). baselines: tae_data.baselines of the run's
-    data, recorded in metrics.json and compared with at the end. With ds.validation, the epoch of
-    the lowest validation error is kept as the best checkpoint and gives the final figures;
-    patience: stop after that many epochs without a lower one."""
-    runner = Runner(ae, ds, out, log, patience)
+def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
+    """Run the stages of `ae` on `ds` (data of `task`, a tae_tasks Task) in run folder `out` (new, or
+    resumed from its newest checkpoint) and return its metrics. config: written to config.json once
+    the start has succeeded. The task's NumPy copy of the training set is released once it is in the
+    graph, unless keep_data. stop: an object whose `signum` turns non-None to stop (default: SIGINT
+    and SIGTERM). baselines: the task's baselines, recorded in metrics.json and compared with at the
+    end. With a validation split, the epoch of the lowest validation error is kept as the best
+    checkpoint and gives the final figures; patience: stop after that many epochs without a lower one."""
+    runner = Runner(ae, task.scoring(ae.config, ds, baselines), out, log, patience)
     if baselines is not None:
         runner.metrics["baselines"] = baselines
     with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
         try:
             try:
                 resumed = runner.start(config)
-                tf1_input.load(runner.sess, ae.input, ds.train)
-                if not (keep_data or getattr(ds, "keeps_training_data", False)):
-                    ds.train = None  # the graph's copy is the one the run uses (ratings keep their matrix)
-                runner.writer = Events(out, None if resumed else ae.graph)
+                tf1_input.load(runner.sess, ae.input, task.graph_input(ds)[0])
+                if not keep_data:
+                    task.release(ds)  # images: the graph's copy is the one the run uses
+                runner.writer = Events(str(runner.folder), None if resumed else ae.graph)
                 for stage in ae.stages:
                     if runner.stopped_early is None:
                         runner.run_stage(stage)
@@ -201,25 +183,29 @@ class Events:
 class Runner:
     """The state of one run in progress; `train` drives it. Every method runs ops built with the graph."""
 
-    def __init__(self, ae, ds, out, log, patience=None):
-        self.ae, self.ds, self.out, self.log, self.patience = ae, ds, str(out), log, patience
-        self.metrics_path = os.path.join(self.out, "metrics.json")
-        self.metrics = tae_files.read_json(self.metrics_path) or {}
+    def __init__(self, ae, scoring, out, log, patience=None):
+        self.ae, self.scoring, self.log, self.patience = ae, scoring, log, patience
+        self.folder = out if isinstance(out, RunFolder) else RunFolder(out)
+        self.out = str(self.folder)
+        self.metrics = self.folder.metrics()
         self.sess = self.stop = self.writer = self.stopped_early = None
         self.bar = sys.stdout.isatty()
-        self.scoring = (RatingScoring if isinstance(ds, tae_ratings.RatingsSet) else ImageScoring)(self)
+
+    def run_on(self, fetches, rows):
+        """The model's tensors `fetches` on `rows` fed as x (what the scoring evaluates with)."""
+        return self.sess.run(fetches, {self.ae.x: rows})
 
     def start(self, config):
         """Restore the newest checkpoint in the folder, or initialise and save ckpt-0; then write
         config.json. Returns whether a checkpoint was restored."""
-        found = tae_files.checkpoints(self.out)
+        found = self.folder.checkpoints()
         if found:
             restore(self.sess, self.ae.saver, found[-1][1])
             self.ae.saver.recover_last_checkpoints([path for _, path in found])  # prunes to 3 as it saves
             self.sess.run(self.ae.input.init_op)  # the data is not in a checkpoint
         else:
             self.sess.run(self.ae.init_op)
-        tae_files.write_json(os.path.join(self.out, "config.json"), config)
+        self.folder.write_config(config)
         step = self.step()
         for key in ("epochs", "pretrain"):  # records past the checkpoint belong to a run that was lost
             self.metrics[key] = [r for r in self.metrics.get(key, []) if r["global_step"] <= step]
@@ -246,12 +232,12 @@ class Runner:
     def keep_best_in_step(self, step):
         """On a start: hand the best checkpoint to its Saver (so that the next best replaces it), and
         save it now if the best epoch is the restored one and a kill came between its two saves."""
-        best, found = self.best_record(), tae_files.checkpoints(self.out, BEST)
+        best, found = self.best_record(), self.folder.checkpoints(best=True)
         if found:
             self.ae.best_saver.recover_last_checkpoints([found[-1][1]])
         if best is not None and best["global_step"] == step and (not found or found[-1][0] != step):
             self.save(best=True)
-            self.log(f"saved {BEST}-{step}: the best epoch's checkpoint (epoch {best['epoch']}) was missing")
+            self.log(f"saved best-{step}: the best epoch's checkpoint (epoch {best['epoch']}) was missing")
 
     def position(self, step):
         """(stage name, epoch within it, step within the epoch) of a global step."""
@@ -262,23 +248,21 @@ class Runner:
         return "the end", 0, 0
 
     def newest(self):
-        found = tae_files.checkpoints(self.out)
-        return os.path.basename(found[-1][1]) if found else "none"
+        return self.folder.newest()
 
     def save(self, best=False):
         """A rolling checkpoint (ckpt-<step>, state file `checkpoint`, the last 3 kept), or the best
         one (best-<step>, state file `best_checkpoint`, the model alone)."""
-        saver, name = (self.ae.best_saver, BEST) if best else (self.ae.saver, "ckpt")
-        prefix = os.path.join(self.out, name)
+        saver, prefix = (self.ae.best_saver if best else self.ae.saver), self.folder.prefix(best)
         try:
             return saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False,
-                              latest_filename=f"{BEST}_checkpoint" if best else None)
+                              latest_filename=tae_folder.BEST_STATE if best else None)
         except tf.errors.OpError as e:
             raise WriteFailed(f"{prefix}-{self.step()}", tae_files.failure(e)[1]) from None
 
     def write_metrics(self, status):
         self.metrics["status"] = status
-        tae_files.write_json(self.metrics_path, self.metrics)
+        self.folder.write_metrics(self.metrics)
 
     def run_stage(self, stage):
         """The stage's epochs from where the global step stands (nothing if it is past them)."""
@@ -340,8 +324,9 @@ class Runner:
         done = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
         record = {"epoch": stage.first_epoch + epoch + 1, "stage": stage.name, "global_step": self.step(),
                   FIGURE[stage.record]: figure_sum / stage.steps_per_epoch}
-        if stage.head is not None:
-            record.update(self.scoring.epoch(stage.head))
+        if stage.head is not None:  # which decoder trained, and the rate the schedule has reached
+            record.update(decoder=stage.head.decoder, learning_rate=float(self.sess.run(stage.head.learning_rate)))
+            record.update(self.scoring.epoch(stage.head, self.run_on))
         record.update(seconds=seconds, samples_per_s=stage.steps_per_epoch * stage.batch_size / seconds,
                       train_seconds=max(done, default=0.0) + seconds)
         self.metrics[stage.record].append(record)
@@ -372,9 +357,10 @@ class Runner:
         """The epoch's log line and TensorBoard summaries."""
         keys = (FIGURE[stage.record],) + self.scoring.shown
         shown = {k: record[k] for k in keys if k in record}
+        logged = {**shown, **({"learning_rate": record["learning_rate"]} if "learning_rate" in record else {})}
         self.writer.add(tf1.Summary(value=[tf1.Summary.Value(tag=TAGS[k] if stage.record == "epochs" else
                                                              f"{TAGS[k]}/{stage.name}", simple_value=v)
-                                           for k, v in shown.items()]), record["global_step"])
+                                           for k, v in logged.items()]), record["global_step"])
         self.writer.flush()  # a failed write surfaces here, at the epoch it belongs to
         of = stage.epochs if stage.record == "pretrain" else sum(s.epochs for s in self.ae.stages if s.record == "epochs")
         text = "  ".join(f"{k.replace('_', ' ')} {v:.5g}" for k, v in shown.items())
@@ -387,11 +373,7 @@ class Runner:
         best = self.best_record()
         if best is None:
             return None, tae.final_head(self.ae)
-        found = dict(tae_files.checkpoints(self.out, BEST))
-        if best["global_step"] not in found:
-            raise UsageError(f"{self.out} has no {BEST}-{best['global_step']} checkpoint for its best epoch "
-                             f"({best['epoch']}); it was deleted: start a new run")
-        restore(self.sess, self.ae.best_saver, found[best["global_step"]])
+        restore(self.sess, self.ae.best_saver, self.folder.best_checkpoint(best))
         return best, next(s.head for s in self.ae.stages if s.name == best["stage"])
 
     def finish(self):
@@ -403,10 +385,10 @@ class Runner:
         final = {"epochs": len(history),
                  "trainable_params": sum(int(np.prod(v.shape.as_list())) for v in head.var_list),
                  "train_seconds": max(seconds, default=0.0)}
-        figures, text = self.scoring.final(head)
+        figures, text = self.scoring.final(head, self.run_on, self.training_rows, self.folder)
         final.update(figures)
         self.metrics["final"] = final
-        self.scoring.curves(history)
+        self.scoring.curves(history, self.folder, self.best_mark())
         chosen = ""
         if best is not None:
             key = self.scoring.selection
@@ -419,7 +401,9 @@ class Runner:
 
     def training_rows(self, fetch, batch=4096):
         """sess.run(fetch) over the training set held in the graph, in its stored order (ae.x
-        defaults to the next drawn batch): a list of results, one per batch, the last one short."""
+        defaults to the next drawn batch; fetch None: those rows themselves): a list of results, one
+        per batch, the last one short."""
+        fetch = self.ae.x if fetch is None else fetch
         pipe, n = self.ae.input, self.ae.input.num_examples
         b = min(batch, n)
         feeds = {pipe.order_placeholder: np.arange(n, dtype=np.int32), pipe.batch_size_placeholder: b}
@@ -434,171 +418,3 @@ class Runner:
     def best_mark(self):
         best = self.best_record()
         return {f"best epoch by validation ({best['epoch']})": best["epoch"]} if best else None
-
-
-class ImageScoring:
-    """How an image run is scored: the loss and the sum of squared errors per image on the validation
-    and test arrays each epoch; at the end recon.png, codes.png and the 5-NN figures (with labels),
-    and the mean and PCA baselines (tae_data.baselines)."""
-
-    selection = "validation_sse_per_image"
-    shown = ("validation_loss", "validation_sse_per_image", "test_loss", "test_sse_per_image")
-
-    def __init__(self, runner):
-        self.runner = runner
-
-    def epoch(self, head):
-        r, record = self.runner, {}
-        for part, data in (("validation", r.ds.validation), ("test", r.ds.test)):
-            if data is not None:
-                loss, sse = evaluate(r.sess, head, r.ae.x, data)
-                record.update({f"{part}_loss": loss, f"{part}_mse": sse / r.ae.config.dims[0],
-                               f"{part}_sse_per_image": sse})
-        return record
-
-    def final(self, head):
-        """(figures for metrics.json's final, the final line's text)."""
-        r, ds, cfg = self.runner, self.runner.ds, self.runner.ae.config
-        test_loss, sse = evaluate(r.sess, head, r.ae.x, ds.test)
-        if ds.image_shape:
-            recon = r.sess.run(head.reconstruction, {r.ae.x: ds.test[:10]})
-            tae_figures.save_reconstructions(os.path.join(r.out, "recon.png"), ds.test[:10], recon, ds.image_shape)
-        figures = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse}
-        codes = self.codes_report(head)
-        if codes:
-            figures["knn5_accuracy"] = codes
-        knn = f"; 5-NN accuracy on the codes {codes['codes']:.4f}" if codes else ""
-        if codes and codes["pca"] is not None:
-            knn += f", on PCA-{codes['pca_components']} {codes['pca']:.4f}"
-        return figures, (f"test mse {sse / cfg.dims[0]:.5f}{self.against_baselines()}; "
-                         f"test sum of squared errors per image {sse:.3f}{knn}")
-
-    def codes_report(self, head):
-        """With class labels: codes.png (the test codes, or their first two principal components,
-        beside PCA's first two components of the same images) and the test accuracy of a 5-nearest-
-        neighbour classifier on the codes and on PCA with as many components, both fitted on the
-        training set. Returns {"codes", "pca", "pca_components"}, or None without labels. Above
-        tae_data.PCA_MAX_DIM values per example PCA is left out, as in the baselines ("pca": None)."""
-        r, ds, cfg = self.runner, self.runner.ds, self.runner.ae.config
-        if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
-            return None
-        import sklearn
-        from sklearn.neighbors import KNeighborsClassifier
-
-        def score(train, test):  # distances in chunks of 64 MB (scikit-learn's default allows 1 GB)
-            with sklearn.config_context(working_memory=64):
-                return float(KNeighborsClassifier(5).fit(train, ds.train_labels).score(test, ds.test_labels))
-
-        test_codes = np.concatenate([r.sess.run(head.code, {r.ae.x: ds.test[i : i + 4096]})
-                                     for i in range(0, len(ds.test), 4096)])
-        train_codes = np.concatenate(r.training_rows(head.code))
-        result = {"codes": score(train_codes, test_codes), "pca": None, "pca_components": None}
-        what = "the 2-value codes" if cfg.dims[-1] == 2 else f"the first 2 principal components of the {cfg.dims[-1]}-value codes"
-        shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
-        panels = {f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown}
-        if cfg.dims[0] <= tae_data.PCA_MAX_DIM:
-            k = min(cfg.dims[-1], cfg.dims[0])
-            train_pca, test_pca = self.training_pca(k)
-            result.update(pca=score(train_pca, test_pca), pca_components=k)
-            panels[f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})"] = \
-                test_pca[:, :2]
-        tae_figures.save_codes(os.path.join(r.out, "codes.png"), panels, ds.test_labels)
-        return result
-
-    def training_pca(self, k):
-        """The training and the test set projected on the top k principal directions of the graph's
-        copy of the training set, fitted a batch at a time (the training set is not held twice)."""
-        r = self.runner
-        dim, n = r.ae.config.dims[0], r.ae.input.num_examples
-        total, scatter = np.zeros(dim), np.zeros((dim, dim))
-        for rows in r.training_rows(r.ae.x):
-            total += rows.sum(axis=0, dtype=np.float64)
-            scatter += rows.T.astype(np.float64) @ rows
-        mean = total / n
-        top = tae_data.top_directions(scatter - n * np.outer(mean, mean), k)
-        project = lambda rows: (rows - mean) @ top  # noqa: E731
-        return np.concatenate([project(rows) for rows in r.training_rows(r.ae.x)]), project(r.ds.test)
-
-    def baseline_levels(self):
-        """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""
-        found = self.runner.metrics.get("baselines")
-        rows = tae_data.baseline_rows(found, self.runner.ds) if found else {}
-        return {label: row["test_mse"] for label, row in rows.items()}
-
-    def against_baselines(self):
-        return "".join(f"; {label} {value:.5f}" for label, value in self.baseline_levels().items())
-
-    def curves(self, history):
-        """curves.png: the loss per epoch, and the test MSE against the baselines' (dashed)."""
-        r, cfg = self.runner, self.runner.ae.config
-        series = {f"train {cfg.loss}": [(m["epoch"], m["train_loss"]) for m in history]}
-        for part in ("validation", "test"):
-            if history and f"{part}_loss" in history[0]:
-                series[f"{part} {cfg.loss}"] = [(m["epoch"], m[f"{part}_loss"]) for m in history]
-                if cfg.loss != "mse":
-                    series[f"{part} mse"] = [(m["epoch"], m[f"{part}_mse"]) for m in history]
-        references = {f"{label} (test mse)": value for label, value in self.baseline_levels().items()}
-        tae_figures.save_curves(os.path.join(r.out, "curves.png"), series, "loss per value",
-                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {r.ds.name}", references=references,
-                                marks=r.best_mark())
-
-
-class RatingScoring:
-    """How a ratings run is scored (tae_ratings.RatingsSet): each epoch, the RMSE and MAE of the
-    predictions for the validation and test ratings, made from the training ratings alone
-    (tae_ratings.predict_parts; cold ratings get the bias model's prediction); at the end
-    predictions.csv, and the global-mean and bias baselines on the same test ratings."""
-
-    selection = "validation_rmse"
-    shown = ("validation_rmse", "test_rmse")
-
-    def __init__(self, runner):
-        self.runner = runner
-
-    def predictions(self, head, parts):
-        r, ds = self.runner, self.runner.ds
-        reconstruct = lambda rows: r.sess.run(head.reconstruction, {r.ae.x: rows})  # noqa: E731
-        return tae_ratings.predict_parts(reconstruct, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale,
-                                         ds.fallback)
-
-    def epoch(self, head):
-        data, record = self.runner.ds.data, {}
-        parts = {p: d for p, d in (("validation", data.validation), ("test", data.test)) if d is not None and len(d)}
-        for (part, ratings), (predicted, _) in zip(parts.items(), self.predictions(head, list(parts.values()))):
-            record.update({f"{part}_{k}": v for k, v in tae_ratings.errors(predicted, ratings).items()})
-        return record
-
-    def final(self, head):
-        r, data = self.runner, self.runner.ds.data
-        [(predicted, usable)] = self.predictions(head, [data.test])
-        tae_ratings.write_predictions(os.path.join(r.out, "predictions.csv"), data.test, predicted, usable)
-        found = tae_ratings.errors(predicted, data.test)
-        cold = int((~usable).sum())
-        figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
-                   "cold_test_ratings": cold}
-        origin = {"MovieLens": "MovieLens'", "stated": "stated by --rating-scale",
-                  "implied": "the training ratings' lowest and highest: --rating-scale states it"}[data.scale_from]
-        return figures, (f"test RMSE {found['rmse']:.4f}, MAE {found['mae']:.4f} over {len(data.test)} ratings "
-                         f"({cold} cold: the bias model's prediction), rating scale {data.scale[0]:g} to "
-                         f"{data.scale[1]:g} ({origin}){self.against_baselines()}; "
-                         f"predictions.csv written")
-
-    def baseline_levels(self):
-        """{label: test RMSE} of the run's baselines (tae_ratings.baselines)."""
-        return {label: row["rmse"] for label, row in (self.runner.metrics.get("baselines") or {}).items()}
-
-    def against_baselines(self):
-        return "".join(f"; {label} {value:.4f}" for label, value in self.baseline_levels().items())
-
-    def curves(self, history):
-        """curves.png: the training loss's root (the RMSE of the training batches) and the validation
-        and test RMSE per epoch, against the baselines' test RMSE (dashed)."""
-        r, cfg = self.runner, self.runner.ae.config
-        series = {f"train: root of the {cfg.loss}": [(m["epoch"], float(np.sqrt(m["train_loss"]))) for m in history]}
-        for part in ("validation", "test"):
-            if history and f"{part}_rmse" in history[0]:
-                series[f"{part} RMSE"] = [(m["epoch"], m[f"{part}_rmse"]) for m in history]
-        references = {f"{label} (test RMSE)": value for label, value in self.baseline_levels().items()}
-        tae_figures.save_curves(os.path.join(r.out, "curves.png"), series, "RMSE",
-                                f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {r.ds.name}, {r.ds.orientation}-based",
-                                references=references, marks=r.best_mark())

@@ -73,6 +73,8 @@ class Head(NamedTuple):
     train_op: tf.Operation  # one optimizer step on exactly var_list (then sync's re-assignment)
     var_list: Tuple[tf.Variable, ...]  # what train_op may change
     training: Training  # the training step's own pass on x (regularisers applied)
+    decoder: str  # "tied" (the encoder's kernels, transposed) or "untied" (the decoder's own kernels)
+    learning_rate: tf.Tensor  # scalar float32: the rate the next step uses (the schedule at global_step)
 
 
 class AutoEncoder(NamedTuple):
@@ -219,9 +221,14 @@ def loss_terms(cfg, x, logits, reconstruction):
 
 
 def make_optimizer(cfg, global_step, first_step=0, decay_steps=None):
-    """The optimizer. Its learning rate is a callable, so that a step built inside a while_loop
-    reads the schedule at that step's global step; cosine counts from `first_step` (after the
-    RBMs) over `decay_steps` (cfg.lr_decay_steps unless that is None)."""
+    """The optimizer. Its learning rate is a callable (`learning_rate`), so that a step built inside
+    a while_loop reads the schedule at that step's global step."""
+    return OPTIMIZERS[cfg.optimizer](learning_rate(cfg, global_step, first_step, decay_steps))
+
+
+def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
+    """The schedule as a callable that builds the rate at the global step: cosine counts from
+    `first_step` (after the RBMs) over `decay_steps` (cfg.lr_decay_steps unless that is None)."""
     def lr():
         if cfg.lr_schedule == "cosine":  # a function of global_step, so it resumes where it stopped
             return tf1.train.cosine_decay(cfg.learning_rate, global_step - first_step,
@@ -230,7 +237,7 @@ def make_optimizer(cfg, global_step, first_step=0, decay_steps=None):
 
     if cfg.lr_schedule == "cosine" and not (cfg.lr_decay_steps or decay_steps):
         raise ValueError("lr_schedule cosine needs lr_decay_steps, or a run to take the length from")
-    return OPTIMIZERS[cfg.optimizer](lr)
+    return lr
 
 
 def assign_transposes(dst_kernels, encoder_kernels):
@@ -277,11 +284,11 @@ class _Parts(NamedTuple):
     pipe: Optional[tf1_input.Pipeline]
 
 
-def head(parts, name, untied, var_list, optimizer, after=None):
+def head(parts, name, untied, var_list, rate, after=None):
     """A Head on the model's `x` and, with a pipeline, its multi-step tensor on drawn batches.
     untied: decode with the decoder's own kernels (untied, sync, finetune) or W^T (tied)."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
-
+    optimizer = OPTIMIZERS[cfg.optimizer](rate)  # rate: learning_rate's callable
     corrupt, drop = regularisers(cfg, parts.global_step)
 
     def forward(x, inputs, drop=None):  # the reconstruction of `inputs` is scored against x
@@ -323,7 +330,11 @@ def head(parts, name, untied, var_list, optimizer, after=None):
         trained = training(parts.x, clean)
         train_op = step(trained.objective, parts.x)
         steps = tf1_input.multi_step(parts.pipe, loop_step) if parts.pipe is not None else None
-    return Head(*clean, train_op, tuple(var_list), trained), steps
+        now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
+    code, reconstruction, loss, sse = clean
+    return Head(code=code, reconstruction=reconstruction, loss=loss, sse=sse, train_op=train_op,
+                var_list=tuple(var_list), training=trained, decoder="untied" if untied else "tied",
+                learning_rate=now), steps
 
 
 def stage(name, epochs, first_epoch, first_step, schedule, pipe, steps, head_, enter=None, epoch_end=None):
@@ -395,13 +406,13 @@ def _heads_and_stages(parts, schedule):
         schedule is None or schedule.sync_every == "step") else None
     names = trainable_names(cfg)
     train, train_steps = head(parts, "train", cfg.mode in ("untied", "sync"), [variables[n] for n in names],
-                              make_optimizer(cfg, parts.global_step, first, decay), resync)
+                              learning_rate(cfg, parts.global_step, first, decay), resync)
     finetune = untie_op = None
     if cfg.mode == "tied-untied":
         untie_op = tf.group(assign_transposes(dec_w, enc_w), name="untie")
         finetune, finetune_steps = head(parts, "finetune", True,
                                         [variables[n] for n in trainable_names(cfg, finetune=True)],
-                                        make_optimizer(cfg, parts.global_step, first, decay))
+                                        learning_rate(cfg, parts.global_step, first, decay))
     if schedule:
         tied = schedule.tied_epochs if cfg.mode == "tied-untied" else schedule.epochs  # Schedule: half, unless given
         epoch_end = sync_op if schedule.sync_every == "epoch" and sync_op is not None else None

@@ -8,6 +8,7 @@ import pytest
 
 import tae_cli
 import tae_config
+import tae_task_images
 from conftest import ROOT
 from tae_config import AEConfig, ConfigError, RunConfig
 
@@ -132,30 +133,30 @@ def test_a_field_that_does_nothing_is_named(model, run, field, needs):
 
 
 def test_resolve_fills_the_data_dependent_defaults():
-    model, run = tae_config.resolve({}, RunConfig(), (8, 8), 64, 1437)
+    model, run = tae_task_images.resolve({}, RunConfig(), (8, 8), 64, 1437)
     assert model.dims == (64, 16, 4, 4) and run.epochs == 200 and run.tied_epochs is None
     assert run.validation == 143
-    model, run = tae_config.resolve({"mode": "tied-untied"}, RunConfig(epochs=5), (28, 28), 784, 60000)
+    model, run = tae_task_images.resolve({"mode": "tied-untied"}, RunConfig(epochs=5), (28, 28), 784, 60000)
     assert model.dims == (784, 196, 81, 49) and run.tied_epochs == 3
-    assert tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000)[1].epochs == 10
+    assert tae_task_images.resolve({}, RunConfig(), (28, 28), 784, 60000)[1].epochs == 10
     # the validation split: TF1's 5,000 of MNIST's 60,000; a tenth elsewhere; as given; checked
-    assert tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000, "mnist")[1].validation \
-        == 5000 == tae_config.resolve({}, RunConfig(), (28, 28), 784, 60000, "fashion_mnist")[1].validation
-    assert tae_config.resolve({}, RunConfig(validation=0), (28, 28), 784, 60000, "mnist")[1].validation == 0
+    assert tae_task_images.resolve({}, RunConfig(), (28, 28), 784, 60000, "mnist")[1].validation \
+        == 5000 == tae_task_images.resolve({}, RunConfig(), (28, 28), 784, 60000, "fashion_mnist")[1].validation
+    assert tae_task_images.resolve({}, RunConfig(validation=0), (28, 28), 784, 60000, "mnist")[1].validation == 0
     with pytest.raises(ConfigError) as e:
-        tae_config.resolve({}, RunConfig(validation=100), (8, 8), 64, 100)
+        tae_task_images.resolve({}, RunConfig(validation=100), (8, 8), 64, 100)
     assert e.value.field == "validation"
     with pytest.raises(ConfigError) as e:  # 90 left for training: a batch of 95 cannot be drawn
-        tae_config.resolve({}, RunConfig(batch_size=95), (8, 8), 64, 100)
+        tae_task_images.resolve({}, RunConfig(batch_size=95), (8, 8), 64, 100)
     assert e.value.field == "batch_size"
     with pytest.raises(ConfigError, match="give --dims") as e:
-        tae_config.resolve({}, RunConfig(), None, 10, 100)
+        tae_task_images.resolve({}, RunConfig(), None, 10, 100)
     assert e.value.field == "dims"
     with pytest.raises(ConfigError) as e:
-        tae_config.resolve({}, RunConfig(batch_size=200), (8, 8), 64, 100)
+        tae_task_images.resolve({}, RunConfig(batch_size=200), (8, 8), 64, 100)
     assert e.value.field == "batch_size"
     with pytest.raises(ConfigError) as e:
-        tae_config.resolve({"activation": "relu"}, RunConfig(pretrain="rbm", validation=0), (8, 8), 64, 100)
+        tae_task_images.resolve({"activation": "relu"}, RunConfig(pretrain="rbm", validation=0), (8, 8), 64, 100)
     assert e.value.field == "pretrain"
 
 
@@ -186,4 +187,4 @@ def test_the_help_examples_are_valid_commands():
         given = tae_cli.given_flags(args)
         model_values, run = tae_cli.early_configs(given, args.preset)
         tae_cli.refuse_inert(AEConfig(**model_values), run, given, args.compare)
-        tae_config.resolve(model_values, run, (28, 28), 784, 60000)
+        tae_task_images.resolve(model_values, run, (28, 28), 784, 60000)

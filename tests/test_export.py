@@ -12,6 +12,7 @@ import tensorflow as tf
 import tae_cli
 import tae_data
 import tae_export
+from tae_folder import RunFolder
 from conftest import ROOT
 
 TINY = ["--dataset", "digits", "--dims", "64,16,4", "--batch-size", "100", "--epochs", "2"]
@@ -58,8 +59,8 @@ def test_encode_and_reconstruct_match_the_checkpoint(tmp_path, capsys, images, f
     out = tmp_path / "run"
     assert call(capsys, *TINY, *flags, "--out", out)[0] == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    checkpoint, stage = tae_export.chosen_checkpoint(str(out), metrics)
-    assert (stage == "untied") == (untied and "tied-untied" in flags)
+    checkpoint, record = RunFolder(out).chosen(metrics)
+    assert record["decoder"] == ("untied" if untied else "tied")  # recorded, not inferred
     code, stdout, _ = call(capsys, "--out", out, "--encode", images)
     assert code == 0 and f"by {checkpoint.rsplit('/', 1)[1]}" in stdout
     code, _, _ = call(capsys, "--out", out, "--reconstruct", images, "--to", tmp_path / "r.npy")
@@ -139,7 +140,7 @@ def test_the_saved_model_loads_both_ways_in_a_fresh_process(tmp_path, finished):
                         str(tmp_path / "out.npz")], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     got = np.load(tmp_path / "out.npz")
-    checkpoint, _ = tae_export.chosen_checkpoint(str(finished), json.loads((finished / "metrics.json").read_text()))
+    checkpoint, _ = RunFolder(finished).chosen()
     encode, reconstruct = numpy_model(checkpoint, untied=False)
     for key in ("tf2_code", "tf1_code"):
         np.testing.assert_allclose(got[key], encode(x), atol=1e-6, err_msg=key)

@@ -9,8 +9,10 @@ import tensorflow as tf
 
 import tae_cli
 import tae_config
+import tae_task_images
 import tae_data
 import tae_files
+import tae_folder
 import tf1_input
 import tf1_rbm
 import tf1_tied_ae as tae
@@ -126,10 +128,10 @@ def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     args = tae_cli.make_parser().parse_args(RBM_RUN)
     model_values, run = tae_cli.early_configs(tae_cli.given_flags(args))
     ds = tae_data.load("digits")
-    model, run = tae_config.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
+    model, run = tae_task_images.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
     tae_data.split_validation(ds, run.validation)  # as train.py does
     out = tmp_path / "stopped"
-    tae_files.prepare(out)
+    tae_folder.RunFolder(out).prepare()
     with pytest.raises(tae_files.Stopped) as e:  # 28 steps an epoch: a look after 16, one at the end
         tae_cli.train_one(model, run, ds, out, stop=StopAfter(8))
     assert e.value.code == 130 and "interrupted in the rbm 2 stage at epoch 2, step 16" in str(e.value)

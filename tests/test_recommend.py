@@ -92,6 +92,9 @@ def test_a_ratings_run_writes_predictions_that_are_the_models_own(ratings_run):
     assert {"validation_rmse", "test_rmse", "validation_mae"} <= set(metrics["epochs"][0])
     assert final["best_epoch"] == min(metrics["epochs"], key=lambda r: r["validation_rmse"])["epoch"]
     assert set(metrics["baselines"]) == {"global mean", "user and item biases"}
+    rates = [m["learning_rate"] for m in metrics["epochs"]]  # the cosine schedule, logged each epoch
+    assert rates == sorted(rates, reverse=True) and rates[0] < 3e-3 and rates[-1] < 1e-6
+    assert config["rating_scale_from"] == "implied"
     ds, recon = numpy_reconstruction(path, out)  # the model by hand, from the best checkpoint
     r, c, usable = tae_ratings.positions(ds.idx, data.test, "user")
     np.testing.assert_allclose(got[usable], np.clip(recon[r[usable], c[usable]], 1, 5), atol=2e-4)

@@ -66,7 +66,10 @@ def test_default_command_on_a_fresh_machine(tmp_path):
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * ((1437 - 143) // 32)}")
     events = list(run.glob("events.out.tfevents.*"))
     tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
-    assert {"loss/train", "loss/validation", "loss/test", "validation/sse_per_image", "test/sse_per_image"} == tags
+    assert {"loss/train", "loss/validation", "loss/test", "validation/sse_per_image", "test/sse_per_image",
+            "learning_rate"} == tags
+    assert {m["decoder"] for m in metrics["epochs"]} == {"tied"}
+    assert [m["learning_rate"] for m in metrics["epochs"]] == pytest.approx([1e-3] * 200)  # constant, logged
     assert (run / "best_checkpoint").read_text().startswith(f'model_checkpoint_path: "best-{final["best_epoch"] * 40}"')
 
 
