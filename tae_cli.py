@@ -13,15 +13,27 @@ import sys
 import time
 
 import tae_config
-import tae_data
 import tae_files
-import tae_folder
-from tae_folder import RunFolder
-from tae_tasks import task_of
 from tae_config import AEConfig, ConfigError, RunConfig
-from tae_files import PROGRAM, Stopped, UsageError, WriteFailed
+from tae_files import EXIT_WRITE_FAILED, PROGRAM, DataError, RunFolder, Stopped, UsageError, WriteFailed
+from tae_task_images import ImagesTask
+from tae_task_ratings import RatingsTask
 
-EXIT_BAD_INPUT, EXIT_WRITE_FAILED = 2, 4
+EXIT_BAD_INPUT = 2
+# The kinds of data train.py trains on, one Task each (tae_task_images.ImagesTask,
+# tae_task_ratings.RatingsTask). A Task has a `name`, `defaults` (AEConfig fields where no flag is
+# given), the `uses` of a trained run it answers (--encode, --recommend...), and: handles(dataset),
+# load(model, model_values, run) -> (model, run, data), record(data) (its part of config.json),
+# graph_input(data) -> (what the graph holds, examples, nnz), release(data), baselines(model, data),
+# scoring(model, data, baselines) (the epoch's figures, the final line, the run folder's figures),
+# compare_table(data, baselines), refuse_use(out, saved, whats, recommend). A third kind is a module
+# with such a class and an entry here.
+TASKS = (RatingsTask, ImagesTask)  # the first that handles a --dataset takes it (images: any other)
+
+
+def task_of(dataset):
+    """The Task of a --dataset value: the one place that asks which kind of data a run is."""
+    return next(task for task in TASKS if task.handles(dataset))
 COMPARE = {  # variant -> AEConfig fields (same data, seed, batches and epochs for all)
     "snippet": tae_config.PRESETS["question"][0],  # the question's code as written
     "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
@@ -215,18 +227,15 @@ def config_record(model, run, ds, compare=False):
 def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None):
     """Build the model's graph with its run and hand it to the stage runner, with the baselines
     of the data (the task's, computed here unless given)."""
-    import tae_runner
-    import tf1_tied_ae
-
     import tae_export
+    import tae_runner
 
     task = task_of(run.dataset)
     if baselines is None:
         baselines = task.baselines(model, ds)
-    _, examples, nnz = task.graph_input(ds)
-    ae = tf1_tied_ae.build(model, run.schedule(model), examples, nnz=nnz)
-    metrics = tae_runner.train(ae, task, ds, out, config_record(model, run, ds), log, stop=stop, keep_data=keep_data,
-                               baselines=baselines, patience=run.patience)
+    metrics = tae_runner.build_and_train(model, run.schedule(model), task, ds, out, config_record(model, run, ds),
+                                         log=log, stop=stop, keep_data=keep_data, baselines=baselines,
+                                         patience=run.patience)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
     with trained.sess:
         tae_export.export(trained, out)
@@ -256,9 +265,9 @@ def compare(model, run, ds, out, log=print):
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m[figure]) for m in metrics["epochs"]]
     folder.write_compare({**results, "baselines": levels})
-    tae_figures.save_curves(folder.path(tae_folder.COMPARE_PNG), curves, label,
+    tae_files.write_bytes(folder.path(tae_files.COMPARE_PNG), tae_figures.curves_png(curves, label,
                             f"{'-'.join(map(str, model.dims))} on {ds.name}, {run.epochs} epochs",
-                            references={k: v[figure] for k, v in levels.items()})
+                            references={k: v[figure] for k, v in levels.items()}))
     width = max(12, *map(len, levels))
     log(f"{'variant':<{width}} {'trainable':>10} " + " ".join(f"{c:>10}" for c, _, _ in columns) + f" {'seconds':>8}")
     for name, r in {**results, **levels}.items():
@@ -310,8 +319,10 @@ def use_run(args, given, hold):
               f"({os.path.basename(trained.checkpoint)}):")
         for rank, (item, value) in enumerate(best, 1):
             print(f"{rank:>3}. {value:.2f}  {titles.get(item, f'item {item}')}")
-    for what, target in (tae_export.write_outputs(trained, getattr(args, whats[0]), whats, args.to).items()
-                         if whats else ()):
+    if whats:
+        source = getattr(args, whats[0])
+        rows = task.read_rows(source, trained.config.dims[0], trained.data_range)
+    for what, target in (tae_export.write_outputs(trained, rows, source, whats, args.to).items() if whats else ()):
         print(f"wrote {target} ({tae_export.OUTPUTS[what]} of {getattr(args, what)}, by {os.path.basename(trained.checkpoint)})")
     if args.export:
         print(f"wrote {tae_export.export(trained, args.out)} (from {os.path.basename(trained.checkpoint)})")
@@ -373,7 +384,7 @@ def main(argv=None):
     try:
         with contextlib.ExitStack() as hold:
             return run_command(make_parser().parse_args(argv), hold)
-    except (UsageError, tae_data.DataError) as e:
+    except (UsageError, DataError) as e:
         print(f"{PROGRAM['name']}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Stopped as e:

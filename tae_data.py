@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tae_config import is_path
+from tae_files import DataError  # noqa: F401  (raised here; tae_data.DataError for callers)
 
 KERAS_CACHE = pathlib.Path("~/.keras/datasets").expanduser()
 # Where a local copy is looked for, in order, after --data-dir.
@@ -22,10 +22,6 @@ LOCAL = {
 }
 IDX_FILES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
 LABEL_FILES = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
-
-
-class DataError(Exception):
-    """Bad input data: the message names the problem and what to do."""
 
 
 @dataclasses.dataclass
@@ -295,7 +291,7 @@ def _load(dataset, data_dir, log):
         return _local_copy(dataset, data_dir) or _download(dataset)
     if dataset == "digits":
         return load_digits()
-    if is_path(dataset):
+    if dataset.lower().endswith((".npy", ".npz")) or os.sep in dataset:  # a user's file (RunConfig checked it)
         return load_user_array(dataset)
     raise DataError(f"unknown --dataset {dataset!r}; use auto, mnist, fashion_mnist, digits or a .npy/.npz path")
 

@@ -16,14 +16,10 @@ from typing import NamedTuple, Optional
 import numpy as np
 import tensorflow as tf
 
-import tae_data
 import tae_files
 import tae_runner
 import tf1_tied_ae as tae
-from tae_config import AEConfig
-from tae_files import Stopped, UsageError
-from tae_folder import RunFolder
-from tae_runner import EXIT_WRITE_FAILED
+from tae_files import RunFolder, Stopped, UsageError
 
 tf1 = tf.compat.v1
 EXPORT = "export"
@@ -33,7 +29,7 @@ OUTPUTS = {"encode": "codes", "reconstruct": "reconstructions"}
 class Trained(NamedTuple):
     """A run's model, restored into a Session of its inference graph."""
 
-    config: AEConfig
+    config: tae.AEConfig
     model: tae.Inference
     sess: tf1.Session
     checkpoint: str  # the path restored from
@@ -58,7 +54,7 @@ def restore(out):
         what = "a --compare folder: give one of its variant folders" if saved and saved.get("compare") else \
             "no run (no config.json)"
         raise UsageError(f"--out {out} holds {what}")
-    cfg = AEConfig(**saved["model"])
+    cfg = tae.AEConfig(**saved["model"])
     path, record = folder.chosen()
     decoder = decoder_of(cfg, record)
     model = tae.build_inference(cfg, untied=decoder == "untied")
@@ -96,7 +92,7 @@ def export(trained, out):
         os.rename(os.path.join(tmp, EXPORT), target)
     except (OSError, tf.errors.OpError) as e:
         reason = getattr(e, "strerror", None) or type(e).__name__
-        raise Stopped(EXIT_WRITE_FAILED, f"could not write {target} ({reason}); the run's checkpoints are kept; "
+        raise Stopped(tae_files.EXIT_WRITE_FAILED, f"could not write {target} ({reason}); the run's checkpoints are kept; "
                       f"make room or fix the folder, then: {tae_files.PROGRAM['command']} --out {out} --export") from None
     finally:
         if tmp is not None:
@@ -104,33 +100,10 @@ def export(trained, out):
     return target
 
 
-def read_input(trained, path):
-    """A .npy or .npz of rows for the run's model, as the run read its data (uint8 divided by 255),
-    checked: the model's width, finite values, within the run's data range."""
-    path = os.path.abspath(path)
-    if not os.path.isfile(path) or not path.endswith((".npy", ".npz")):
-        raise UsageError(f"{path} is not a .npy or .npz file; give an array of examples, N x {trained.config.dims[0]}")
-    try:
-        ds = tae_data.load_user_array(path, split=False)
-    except tae_data.DataError as e:
-        raise UsageError(str(e)) from None
-    data, width = ds.train, trained.config.dims[0]
-    if data.shape[1] != width:
-        raise UsageError(f"{path} has {data.shape[1]} values per example; the run's model takes {width}")
-    if not np.isfinite(data).all():
-        raise UsageError(f"{path} holds NaN or infinite values; clean the data first")
-    if trained.data_range is not None:
-        low, high = trained.data_range
-        if data.min() < low or data.max() > high:
-            raise UsageError(f"{path} has values in [{data.min():g}, {data.max():g}], outside the run's training "
-                             f"data range [{low:g}, {high:g}]; scale it as the training data was")
-    return data
-
-
-def write_outputs(trained, path, whats, to=None):
-    """Codes and/or reconstructions of the file at `path`, as .npy files: `to`, or beside the input
-    (<name>.codes.npy, <name>.reconstructions.npy). An existing file is never overwritten."""
-    data = read_input(trained, path)
+def write_outputs(trained, data, path, whats, to=None):
+    """Codes and/or reconstructions of `data`, the rows read from `path` (ImagesTask.read_rows), as
+    .npy files: `to`, or beside the input (<name>.codes.npy, <name>.reconstructions.npy). An existing
+    file is never overwritten."""
     stem = os.path.splitext(os.path.abspath(path))[0]
     targets = {what: to or f"{stem}.{OUTPUTS[what]}.npy" for what in whats}
     for what, target in targets.items():
@@ -143,7 +116,7 @@ def write_outputs(trained, path, whats, to=None):
         try:
             tae_files.atomic_write(target, lambda f, result=result: np.save(f, result))
         except tae_files.WriteFailed as e:
-            raise Stopped(EXIT_WRITE_FAILED, f"{e}; make room or fix the folder and run it again") from None
+            raise Stopped(tae_files.EXIT_WRITE_FAILED, f"{e}; make room or fix the folder and run it again") from None
     return targets
 
 

@@ -1,14 +1,18 @@
-"""The run's figures, as PNG files written whole (tae_files.atomic_write): reconstructions and curves."""
+"""The run's figures, drawn as PNG bytes (the caller writes them: tae_files.write_bytes, whole or not at
+all): reconstructions, curves and codes. matplotlib is imported on the first figure, with the Agg
+backend (files only, no display)."""
+import io
+
 import numpy as np
 
-from tae_files import atomic_write
 
-
-def _save_figure(fig, path):
+def _png(fig):
     import matplotlib.pyplot as plt
 
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    return buffer.getvalue()
 
 
 def _pyplot():
@@ -20,7 +24,7 @@ def _pyplot():
     return plt
 
 
-def save_reconstructions(path, images, reconstructions, image_shape, n=10):
+def reconstructions_png(images, reconstructions, image_shape, n=10):
     """A PNG: `n` test images in the top row, their reconstructions below, drawn as one mosaic
     (one axes: a 2 x n grid of subplots costs ten times as long to draw)."""
     plt = _pyplot()
@@ -40,10 +44,10 @@ def save_reconstructions(path, images, reconstructions, image_shape, n=10):
     for side in ax.spines.values():
         side.set_visible(False)
     fig.subplots_adjust(left=0.1, right=0.99, top=0.98, bottom=0.02)  # fixed margins: tight_layout costs 0.2 s
-    _save_figure(fig, path)
+    return _png(fig)
 
 
-def save_curves(path, series, ylabel, title, x_key="epoch", references=None, marks=None):
+def curves_png(series, ylabel, title, x_key="epoch", references=None, marks=None):
     """A PNG of one or more curves: series is {label: [(x, y), ...]}; references {label: y} are
     drawn as dashed horizontal lines, marks {label: x} as dotted vertical ones."""
     plt = _pyplot()
@@ -60,18 +64,17 @@ def save_curves(path, series, ylabel, title, x_key="epoch", references=None, mar
     ax.set_ylabel(ylabel)
     if not any(series.values()):
         ax.text(0.5, 0.5, "no epochs trained", ha="center", transform=ax.transAxes)
-        _save_figure(fig, path)
-        return
+        return _png(fig)
     ax.set_yscale("log")
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # epochs are whole numbers
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.subplots_adjust(left=0.15, right=0.97, top=0.93, bottom=0.1)  # room for 6x10^-2 beside the label
-    _save_figure(fig, path)
+    return _png(fig)
 
 
-def save_codes(path, panels, labels, n=3000, seed=0):
+def codes_png(panels, labels, n=3000, seed=0):
     """A PNG of 2-D points coloured by class, one panel per {title: [M, 2] points} (the same M
     examples in each), at most `n` of them (a fixed random subset), with one legend."""
     plt = _pyplot()
@@ -89,4 +92,4 @@ def save_codes(path, panels, labels, n=3000, seed=0):
     handles = [plt.Line2D([], [], marker="o", linestyle="", color=colour[c], label=str(c)) for c in classes]
     fig.legend(handles=handles, loc="center right", fontsize=8, title="class")
     fig.subplots_adjust(left=0.02, right=0.92, top=0.92, bottom=0.03, wspace=0.05)
-    _save_figure(fig, path)
+    return _png(fig)

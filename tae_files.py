@@ -1,4 +1,6 @@
-"""Run folders: files written whole or not at all, one process at a time, checkpoints found inside.
+"""Run folders: files written whole or not at all, one process at a time, checkpoints found inside;
+RunFolder, the one place that knows a run folder's file names and answers what they say (its config
+and metrics, the checkpoint its final figures describe, whether it is finished, where its export goes).
 
 Every file here is written to a temporary name in the same folder, flushed to disk and renamed over
 the target (os.replace is atomic on POSIX), so a kill leaves either the old file or the new one.
@@ -25,6 +27,13 @@ PROGRAM = {"name": "train.py", "command": "python train.py"}
 
 class UsageError(Exception):
     """Bad input (flags, data, run folders): one line naming the problem and the fix; exit code 2."""
+
+
+EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4  # Stopped's codes (the CLI's others: 2 bad input, 130/143 a signal)
+
+
+class DataError(Exception):
+    """Bad input data: the message names the problem and what to do (exit code 2, as UsageError)."""
 
 
 class Stopped(Exception):
@@ -79,6 +88,10 @@ def atomic_write(path, write):
         if isinstance(e, OSError):
             raise WriteFailed(path, e.strerror or e) from None
         raise
+
+
+def write_bytes(path, data):
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_json(path, obj):
@@ -146,3 +159,113 @@ def checkpoints(folder, prefix="ckpt"):
         if m:
             found.append((int(m.group(1)), os.path.join(str(folder), name[: -len(".index")])))
     return sorted(found)
+
+
+# --- the run folder -------------------------------------------------------------------------------
+
+CONFIG, METRICS, COMPARE, EXPORT = "config.json", "metrics.json", "compare.json", "export"
+CKPT, BEST = "ckpt", "best"  # checkpoint prefixes: the rolling ones (state file `checkpoint`), the best epoch's
+BEST_STATE = "best_checkpoint"  # the best Saver's state file (the rolling Saver's is TensorFlow's `checkpoint`)
+# the figures and tables a run writes
+RECON, CODES, CURVES, PREDICTIONS, COMPARE_PNG = "recon.png", "codes.png", "curves.png", "predictions.csv", "compare.png"
+
+
+class RunFolder:
+    """The run folder at `root` (a --compare folder holds one per variant: `variant(name)`)."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+    def __str__(self):
+        return self.root
+
+    def path(self, name):
+        return os.path.join(self.root, name)
+
+    def holds_run(self):
+        return os.path.exists(self.path(CONFIG))
+
+    def prepare(self):
+        """Create the folder for a new run, or accept an empty one; UsageError if it holds anything
+        else or cannot be written."""
+        root = pathlib.Path(self.root)
+        if self.holds_run():
+            raise UsageError(f"--out {root} is an existing run; add --resume to continue it or choose "
+                                       "another --out")
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"--out {root} is a file, not a folder; choose a folder")
+        if root.is_dir() and set(os.listdir(root)) - {LOCK}:
+            raise UsageError(f"--out {root} is a folder with other files in it; choose a new or empty folder")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=root):
+                pass
+        except OSError as e:
+            raise UsageError(f"cannot write to --out {root} ({e.strerror or e}); choose a writable "
+                                       "folder") from None
+
+    def variant(self, name):
+        return RunFolder(self.path(name))
+
+    def config(self):
+        """config.json as written, or None (no run here)."""
+        return read_json(self.path(CONFIG))
+
+    def metrics(self):
+        return read_json(self.path(METRICS)) or {}
+
+    def compared(self):
+        return read_json(self.path(COMPARE))
+
+    def write_config(self, record):
+        write_json(self.path(CONFIG), record)
+
+    def write_metrics(self, metrics):
+        write_json(self.path(METRICS), metrics)
+
+    def write_compare(self, results):
+        write_json(self.path(COMPARE), results)
+
+    def checkpoints(self, best=False):
+        """[(global step, path prefix)], oldest first: the rolling checkpoints, or the best epoch's."""
+        return checkpoints(self.root, BEST if best else CKPT)
+
+    def prefix(self, best=False):
+        return self.path(BEST if best else CKPT)
+
+    def newest(self):
+        """The newest rolling checkpoint's name, for messages ("none" before the first)."""
+        found = self.checkpoints()
+        return os.path.basename(found[-1][1]) if found else "none"
+
+    def finished(self, epochs):
+        """Whether the run here trained all its `epochs` (or stopped early on purpose) and ended."""
+        metrics = self.metrics()
+        if metrics.get("status") != "done":
+            return False
+        return len(metrics.get("epochs", [])) == epochs or bool(metrics["final"].get("stopped_early"))
+
+    def best_checkpoint(self, record):
+        """The best checkpoint saved at epoch `record`'s step; UsageError if it was deleted."""
+        found = dict(self.checkpoints(best=True))
+        if record["global_step"] not in found:
+            raise UsageError(f"{self.root} has no {BEST}-{record['global_step']} checkpoint for its best "
+                                       f"epoch ({record['epoch']}); it was deleted: start a new run")
+        return found[record["global_step"]]
+
+    def chosen(self, metrics=None):
+        """(checkpoint path, its epoch record or None): the checkpoint the run's final figures
+        describe, the best epoch's (with a validation split), else the newest. UsageError if gone."""
+        metrics = self.metrics() if metrics is None else metrics
+        final, epochs = metrics.get("final") or {}, metrics.get("epochs") or []
+        if "best_epoch" in final:
+            record = next(r for r in epochs if r["epoch"] == final["best_epoch"])
+            return self.best_checkpoint(record), record
+        found = self.checkpoints()
+        if not found:
+            raise UsageError(f"{self.root} has no checkpoint ({CKPT}-*.index); train it first")
+        step = found[-1][0]
+        return found[-1][1], next((r for r in reversed(epochs) if r["global_step"] <= step), None)
+
+    def export_path(self):
+        return self.path(EXPORT)

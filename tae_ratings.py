@@ -15,8 +15,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from tae_config import MOVIELENS_SPLITS, ORIENTATIONS  # noqa: F401  (ORIENTATIONS: for callers)
-from tae_data import DataError
+from tae_files import DataError
 
 # Where MovieLens 100K is looked for when --data-dir is not given (it is never downloaded: its
 # licence asks each user to fetch it from GroupLens).
@@ -177,8 +176,6 @@ def read_titles(path):
 def load_movielens(folder, split="u1"):
     """MovieLens 100K's canonical split `split` (u1..u5: the five-fold cross-validation; ua, ub: ten
     ratings per user in the test part), ratings 1 to 5, with u.item's titles when present."""
-    if split not in MOVIELENS_SPLITS:
-        raise DataError(f"unknown MovieLens split {split!r}; use one of {', '.join(MOVIELENS_SPLITS)}")
     folder = pathlib.Path(folder)
     base, test = folder / f"{split}.base", folder / f"{split}.test"
     if not base.exists() or not test.exists():

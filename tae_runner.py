@@ -14,15 +14,15 @@ then, if its validation error is the lowest so far, the best checkpoint (a secon
 before it is mended on resume, since the records say which epoch is best). The run ends by
 restoring the best epoch and evaluating it on the test set; without a validation split, the last.
 
-What "evaluation" means is the task's scoring (tae_tasks: SSE per image for images, RMSE of held-out
+What "evaluation" means is the task's scoring (tae_cli.TASKS: SSE per image for images, RMSE of held-out
 ratings for ratings). The runner hands it what it needs, never itself: a function that evaluates the
 model's tensors on rows, one that runs a fetch over the training set held in the graph, and the run
 folder; it gets figures back. The loop, the checkpoints and the choice of the best epoch are the
 same for every kind of data.
 """
 import os
-import signal
 import re
+import signal
 import sys
 import threading
 import time
@@ -33,12 +33,9 @@ import tensorflow as tf
 import tae_files
 import tf1_input
 import tf1_tied_ae as tae
-from tae_files import Stopped, UsageError, WriteFailed
-import tae_folder
-from tae_folder import RunFolder
+from tae_files import EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, UsageError, WriteFailed
 
 tf1 = tf.compat.v1
-EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4
 # Steps per Session call: amortises the call's overhead; Ctrl-C, the progress bar and the
 # non-finite check act between calls (every step's figure is still returned).
 STEPS_PER_CALL = 16
@@ -93,7 +90,7 @@ def restore(sess, saver, path):
 
 
 def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
-    """Run the stages of `ae` on `ds` (data of `task`, a tae_tasks Task) in run folder `out` (new, or
+    """Run the stages of `ae` on `ds` (data of `task`, one of tae_cli.TASKS) in run folder `out` (new, or
     resumed from its newest checkpoint) and return its metrics. config: written to config.json once
     the start has succeeded. The task's NumPy copy of the training set is released once it is in the
     graph, unless keep_data. stop: an object whose `signum` turns non-None to stop (default: SIGINT
@@ -128,6 +125,13 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
                           f"({runner.newest()}); make room or fix the folder, then resume with: "
                           f"{tae_files.PROGRAM['command']} --out {out} --resume") from None
     return runner.metrics
+
+
+def build_and_train(model, schedule, task, ds, out, config, **kw):
+    """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
+    then `train` (the same keywords)."""
+    _, examples, nnz = task.graph_input(ds)
+    return train(tae.build(model, schedule, examples, nnz=nnz), task, ds, out, config, **kw)
 
 
 class Events:
@@ -256,7 +260,7 @@ class Runner:
         saver, prefix = (self.ae.best_saver if best else self.ae.saver), self.folder.prefix(best)
         try:
             return saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False,
-                              latest_filename=tae_folder.BEST_STATE if best else None)
+                              latest_filename=tae_files.BEST_STATE if best else None)
         except tf.errors.OpError as e:
             raise WriteFailed(f"{prefix}-{self.step()}", tae_files.failure(e)[1]) from None
 

@@ -5,19 +5,20 @@ shape; 10 or 200 epochs by size), and scores a run by the sum of squared errors 
 the mean image and PCA, with recon.png, codes.png and the codes' 5-NN accuracy where there are labels.
 """
 import dataclasses
+import os
 
 import numpy as np
 
 import tae_config
 import tae_data
 import tae_figures
-import tae_folder
 from tae_config import AEConfig, ConfigError
+import tae_files
 from tae_files import UsageError
 
 
 class ImagesTask:
-    """What train.py does with image data (the tae_tasks protocol)."""
+    """What train.py does with image data (the Task protocol: tae_cli.TASKS)."""
 
     name = "images"
     defaults = {}  # AEConfig's own
@@ -66,6 +67,28 @@ class ImagesTask:
         """--compare's figure, its label, the baselines' rows and the table's columns."""
         return ("test_sse_per_image", "test sum of squared errors per image", tae_data.baseline_rows(baselines, ds),
                 (("test mse", "test_mse", ".5f"), ("sse/image", "test_sse_per_image", ".3f")))
+
+    @staticmethod
+    def read_rows(path, width, data_range):
+        """A .npy or .npz of rows for a trained model (--encode, --reconstruct), as the run read its data
+        (uint8 divided by 255), checked: the model's width, finite values, within the run's data range."""
+        path = os.path.abspath(path)
+        if not os.path.isfile(path) or not path.endswith((".npy", ".npz")):
+            raise UsageError(f"{path} is not a .npy or .npz file; give an array of examples, N x {width}")
+        try:
+            data = tae_data.load_user_array(path, split=False).train
+        except tae_files.DataError as e:
+            raise UsageError(str(e)) from None
+        if data.shape[1] != width:
+            raise UsageError(f"{path} has {data.shape[1]} values per example; the run's model takes {width}")
+        if not np.isfinite(data).all():
+            raise UsageError(f"{path} holds NaN or infinite values; clean the data first")
+        if data_range is not None:
+            low, high = data_range
+            if data.min() < low or data.max() > high:
+                raise UsageError(f"{path} has values in [{data.min():g}, {data.max():g}], outside the run's training "
+                                 f"data range [{low:g}, {high:g}]; scale it as the training data was")
+        return data
 
     @staticmethod
     def refuse_use(out, saved, whats, recommend):
@@ -171,7 +194,8 @@ class ImageScoring:
         test_loss, sse = evaluate(run, head, ds.test)
         if ds.image_shape:
             recon = run(head.reconstruction, ds.test[:10])
-            tae_figures.save_reconstructions(folder.path(tae_folder.RECON), ds.test[:10], recon, ds.image_shape)
+            tae_files.write_bytes(folder.path(tae_files.RECON),
+                                  tae_figures.reconstructions_png(ds.test[:10], recon, ds.image_shape))
         figures = {"test_loss": test_loss, "test_mse": sse / cfg.dims[0], "test_sse_per_image": sse}
         codes = self.codes_report(head, run, training_rows, folder)
         if codes:
@@ -210,7 +234,7 @@ class ImageScoring:
             result.update(pca=score(train_pca, test_pca), pca_components=k)
             panels[f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})"] = \
                 test_pca[:, :2]
-        tae_figures.save_codes(folder.path(tae_folder.CODES), panels, ds.test_labels)
+        tae_files.write_bytes(folder.path(tae_files.CODES), tae_figures.codes_png(panels, ds.test_labels))
         return result
 
     def training_pca(self, k, training_rows):
@@ -245,6 +269,6 @@ class ImageScoring:
                 if cfg.loss != "mse":
                     series[f"{part} mse"] = [(m["epoch"], m[f"{part}_mse"]) for m in history]
         references = {f"{label} (test mse)": value for label, value in self.baseline_levels().items()}
-        tae_figures.save_curves(folder.path(tae_folder.CURVES), series, "loss per value",
+        tae_files.write_bytes(folder.path(tae_files.CURVES), tae_figures.curves_png(series, "loss per value",
                                 f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}", references=references,
-                                marks=marks)
+                                marks=marks))

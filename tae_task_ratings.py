@@ -11,14 +11,14 @@ import numpy as np
 
 import tae_config
 import tae_figures
-import tae_folder
 import tae_ratings
 from tae_config import RATINGS_DEFAULTS, RATINGS_EPOCHS, RATINGS_HIDDEN, AEConfig, ConfigError
+import tae_files
 from tae_files import UsageError
 
 
 class RatingsTask:
-    """What train.py does with ratings (the tae_tasks protocol)."""
+    """What train.py does with ratings (the Task protocol: tae_cli.TASKS)."""
 
     name = "ratings"
     defaults = RATINGS_DEFAULTS  # where a flag is not given
@@ -145,7 +145,7 @@ class RatingScoring:
         """(figures for metrics.json's final, the final line's text); predictions.csv in the run folder."""
         data = self.ds.data
         [(predicted, usable)] = self.predictions(head, run, [data.test])
-        tae_ratings.write_predictions(folder.path(tae_folder.PREDICTIONS), data.test, predicted, usable)
+        tae_ratings.write_predictions(folder.path(tae_files.PREDICTIONS), data.test, predicted, usable)
         found = tae_ratings.errors(predicted, data.test)
         cold = int((~usable).sum())
         figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
@@ -173,6 +173,6 @@ class RatingScoring:
             if history and f"{part}_rmse" in history[0]:
                 series[f"{part} RMSE"] = [(m["epoch"], m[f"{part}_rmse"]) for m in history]
         references = {f"{label} (test RMSE)": value for label, value in self.baseline_levels().items()}
-        tae_figures.save_curves(folder.path(tae_folder.CURVES), series, "RMSE",
+        tae_files.write_bytes(folder.path(tae_files.CURVES), tae_figures.curves_png(series, "RMSE",
                                 f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}, {self.ds.orientation}-based",
-                                references=references, marks=marks)
+                                references=references, marks=marks))

@@ -74,19 +74,18 @@ def run_ours_tfdata(arch, data_dir, mode="tied"):
     kind) instead of the resident cursor: the input pipeline is the only difference."""
     sys.path.insert(0, str(ROOT))
     import tae_cli
-    import tae_config
+    import tae_data
     import tae_runner
     import tf1_tied_ae
 
     tae_cli.import_tensorflow(verbose=False)  # as train.py: quiet, deterministic ops
     dims, batch, code_act, out_act = ARCHS[arch]
-    ds = type("Data", (), {"train": load_data(data_dir), "test": load_data(None)[:1000], "image_shape": None,
-                           "name": "mnist", "source": str(data_dir)})()
-    model = tae_config.AEConfig(dims=dims, mode=mode, activation="sigmoid", code_activation=code_act,
-                                output_activation=out_act)
+    ds = tae_data.Dataset("mnist", load_data(data_dir), load_data(None)[:1000], None, str(data_dir))
+    model = tf1_tied_ae.AEConfig(dims=dims, mode=mode, activation="sigmoid", code_activation=code_act,
+                                 output_activation=out_act)
     ae = tf1_tied_ae.build(model, tf1_tied_ae.Schedule(epochs=2, batch_size=batch), len(ds.train), input_kind="tfdata")
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = tae_runner.train(ae, ds, tmp, {}, log=lambda *_: None)
+        metrics = tae_runner.train(ae, tae_cli.task_of("mnist"), ds, tmp, {}, log=lambda *_: None)
     return metrics["epochs"][-1]["samples_per_s"]
 
 

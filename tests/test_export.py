@@ -12,7 +12,7 @@ import tensorflow as tf
 import tae_cli
 import tae_data
 import tae_export
-from tae_folder import RunFolder
+from tae_files import RunFolder
 from conftest import ROOT
 
 TINY = ["--dataset", "digits", "--dims", "64,16,4", "--batch-size", "100", "--epochs", "2"]

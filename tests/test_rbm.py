@@ -12,11 +12,11 @@ import tae_config
 import tae_task_images
 import tae_data
 import tae_files
-import tae_folder
 import tf1_input
 import tf1_rbm
 import tf1_tied_ae as tae
 from tae_config import AEConfig, RunConfig
+from tae_files import RunFolder
 
 tf1 = tf.compat.v1
 DIMS = (64, 32, 16, 4)
@@ -131,7 +131,7 @@ def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     model, run = tae_task_images.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
     tae_data.split_validation(ds, run.validation)  # as train.py does
     out = tmp_path / "stopped"
-    tae_folder.RunFolder(out).prepare()
+    RunFolder(out).prepare()
     with pytest.raises(tae_files.Stopped) as e:  # 28 steps an epoch: a look after 16, one at the end
         tae_cli.train_one(model, run, ds, out, stop=StopAfter(8))
     assert e.value.code == 130 and "interrupted in the rbm 2 stage at epoch 2, step 16" in str(e.value)
