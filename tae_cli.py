@@ -78,7 +78,7 @@ def make_parser():
         group = model if flag.owner is AEConfig else run
         group.add_argument(flag.name, type=_parse(flag), default=None, help=flag.help)
     p.add_argument("--preset", choices=list(tae_config.PRESETS), help="start from these settings; flags given "
-                   "override them (question: the 2018 question's code as written, untied; see README)")
+                   "override them (question: the 2018 question's code as written, untied; README and docs/porting.md)")
     p.add_argument("--out", help="run folder (default: a new folder under checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--compare", action="store_true", help="train the question's code and every mode side by side")

@@ -11,7 +11,7 @@ the graph, several training steps per Session call, and the Stage a training run
                Two ways, the same batches: `resident`, a cursor in a variable (the default), and
                `tfdata`, the TF1 idiom (Dataset.from_tensor_slices(order).skip(start * B)
                .batch(B, drop_remainder).map(gather).prefetch(1) through an initializable iterator),
-               which measured slower here (README, "Training speed").
+               which measured slower here (benchmarks/README.md, "Training speed").
     steps      `multi_step` runs n steps in one tf.while_loop (n fed to `steps_placeholder`), each
                on the next batch; a training loop pays one Session call per n steps.
 

@@ -380,7 +380,7 @@ def test_steps_split_across_calls_are_bit_identical(mode, extra):
     """What resume relies on: the multi-step loop run as 7 + 3 steps gives bit-identical losses and
     variables to 10 calls of one step each (learning-rate schedule, noise and dropout included:
     keyed by the global step). The same fetch on the same graph runs the same kernels, so this holds
-    with oneDNN on and off (tests/README: what the bit-for-bit tests promise)."""
+    with oneDNN on and off (docs/porting.md, "Bit for bit": what these tests promise)."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
     cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2, **extra)
     run = tae.Schedule(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
