@@ -11,11 +11,12 @@ import dataclasses
 import os
 import sys
 import time
+from typing import NamedTuple, Optional
 
 import tae_config
 import tae_files
 from tae_config import AEConfig, ConfigError, RunConfig
-from tae_files import EXIT_WRITE_FAILED, PROGRAM, DataError, RunFolder, Stopped, UsageError, WriteFailed
+from tae_files import EXIT_WRITE_FAILED, DataError, RunFolder, Stopped, UsageError, WriteFailed
 from tae_task_images import ImagesTask
 from tae_task_ratings import RatingsTask
 
@@ -53,9 +54,32 @@ exit codes: 0 done, 1 unexpected error, 2 bad input, 3 non-finite loss, 4 a file
 written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint."""
 
 
+class Program(NamedTuple):
+    """How the program was called, for the commands its messages give."""
+
+    name: str = "train.py"  # what its lines start with
+    command: str = "python train.py"  # what runs it
+
+
+@dataclasses.dataclass
+class Progress:
+    """What main knows of the command's work so far, to say what a stop kept and what continues it."""
+
+    out: Optional[str] = None  # the run (or --compare) folder once it holds a run
+    compare: bool = False
+    exporting: Optional[str] = None  # the run folder whose export is being written, after its training
+
+    def resume(self, program):
+        return f"{program.command} --out {self.out} --resume{' --compare' if self.compare else ''}"
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, program, **kw):
+        super().__init__(prog=program.name, **kw)
+        self.program = program
+
     def error(self, message):  # one line, not argparse's usage block
-        raise UsageError(f"{message} (see {PROGRAM['command']} --help)")
+        raise UsageError(f"{message} (see {self.program.command} --help)")
 
 
 def _parse(flag):
@@ -68,10 +92,10 @@ def _parse(flag):
     return parse
 
 
-def make_parser():
-    p = Parser(prog=PROGRAM["name"], description="Train a tied-weight autoencoder (tf1_tied_ae) from the command line.",
+def make_parser(program=Program()):
+    p = Parser(program, description="Train a tied-weight autoencoder (tf1_tied_ae) from the command line.",
                formatter_class=argparse.RawDescriptionHelpFormatter,
-               epilog=USAGE.replace("python train.py", PROGRAM["command"]))
+               epilog=USAGE.replace("python train.py", program.command))
     model = p.add_argument_group("the model (tae_config.AEConfig)")
     run = p.add_argument_group("the run (tae_config.RunConfig)")
     for flag in tae_config.flags():
@@ -186,7 +210,7 @@ def resumed_configs(args, given):
     return saved, model, run
 
 
-def complete(out, saved, run):
+def complete(out, saved, run, program=Program()):
     """True, after saying so, when a resumed run has nothing left to train."""
     folder = RunFolder(out)
     done = folder.compared() is not None if saved.get("compare") else folder.finished(run.epochs)
@@ -202,7 +226,7 @@ def complete(out, saved, run):
             further = ("its cosine learning rate has decayed to 0, so it cannot be extended; for longer training "
                        "start a new run with a larger --epochs")
         else:
-            further = f"to train it further: {PROGRAM['command']} --out {out} --resume --epochs N, with N above {run.epochs}"
+            further = f"to train it further: {program.command} --out {out} --resume --epochs N, with N above {run.epochs}"
         print(f"{out} is complete ({run.epochs} epochs); {further}")
         return True
     return False
@@ -224,9 +248,10 @@ def config_record(model, run, ds, compare=False):
             "data_source": ds.source, **task_of(run.dataset).record(ds)}
 
 
-def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None):
+def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None, progress=None):
     """Build the model's graph with its run and hand it to the stage runner, with the baselines
-    of the data (the task's, computed here unless given)."""
+    of the data (the task's, computed here unless given); then write the run's export. progress:
+    where main learns that training is over and the export is being written."""
     import tae_export
     import tae_runner
 
@@ -236,13 +261,16 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
     metrics = tae_runner.build_and_train(model, run.schedule(model), task, ds, out, config_record(model, run, ds),
                                          log=log, stop=stop, keep_data=keep_data, baselines=baselines,
                                          patience=run.patience)
+    progress = progress or Progress()
+    progress.exporting = str(out)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
     with trained.sess:
         tae_export.export(trained, out)
+    progress.exporting = None
     return metrics
 
 
-def compare(model, run, ds, out, log=print):
+def compare(model, run, ds, out, log=print, progress=None):
     """The question's code and every mode on the same data, seed, batches and epochs."""
     import tae_figures
 
@@ -261,7 +289,7 @@ def compare(model, run, ds, out, log=print):
             log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
             if place.config() is None:
                 place.prepare()
-            metrics = train_one(variant, sub, ds, str(place), log, keep_data=True, baselines=baselines)
+            metrics = train_one(variant, sub, ds, str(place), log, keep_data=True, baselines=baselines, progress=progress)
         results[name] = metrics["final"]
         curves[name] = [(m["epoch"], m[figure]) for m in metrics["epochs"]]
     folder.write_compare({**results, "baselines": levels})
@@ -329,9 +357,10 @@ def use_run(args, given, hold):
     return 0
 
 
-def run_command(args, hold):
+def run_command(args, hold, program=Program(), progress=None):
     """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
-    that keeps the run folder's lock until main returns."""
+    that keeps the run folder's lock until main returns; progress: what main needs to word a stop."""
+    progress = progress if progress is not None else Progress()
     given = given_flags(args)
     if args.encode or args.reconstruct or args.export or args.recommend is not None:
         return use_run(args, given, hold)
@@ -347,7 +376,7 @@ def run_command(args, hold):
         if RunFolder(args.out).holds_run():
             hold.enter_context(tae_files.lock(args.out))
         saved, model, run = resumed_configs(args, given)
-        if complete(args.out, saved, run):
+        if complete(args.out, saved, run, program):
             return 0
         model_values = None
     else:
@@ -369,34 +398,47 @@ def run_command(args, hold):
     if saved is None:
         RunFolder(out).prepare()
         hold.enter_context(tae_files.lock(out))
+    progress.out, progress.compare = out, args.compare
     import_tensorflow(args.verbose)
     start = time.time()
     if args.compare:
-        compare(model, run, ds, out)
+        compare(model, run, ds, out, progress=progress)
     else:
-        train_one(model, run, ds, out)
+        train_one(model, run, ds, out, progress=progress)
     print(f"done in {time.time() - start:.0f}s: {out}")
     return 0
 
 
-def main(argv=None):
+def main(argv=None, program=Program()):
+    """The command line on argv; returns the exit code. Every message that names a command to run
+    next is written here, from the facts a stop carries and what `progress` says of the work."""
     argv = sys.argv[1:] if argv is None else argv
+    progress = Progress()
     try:
         with contextlib.ExitStack() as hold:
-            return run_command(make_parser().parse_args(argv), hold)
+            return run_command(make_parser(program).parse_args(argv), hold, program, progress)
     except (UsageError, DataError) as e:
-        print(f"{PROGRAM['name']}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        message, code = f"error: {e}", EXIT_BAD_INPUT
     except Stopped as e:
-        print(f"{PROGRAM['name']}: {e}", file=sys.stderr)
-        return e.code
+        message, code = str(e), e.code
+        if e.then == "--resume":
+            message += f"; resume with: {progress.resume(program)}"
+        elif e.then == "--export":
+            message += f"; then write it with: {program.command} --out {e.folder} --export"
     except WriteFailed as e:  # outside a run's training (config.json, compare.json, figures of --compare)
-        print(f"{PROGRAM['name']}: {e}; make room or fix the folder, then run the same command again",
-              file=sys.stderr)
-        return EXIT_WRITE_FAILED
+        message, code = f"{e}; make room or fix the folder, then run the same command again", EXIT_WRITE_FAILED
     except KeyboardInterrupt:
-        print(f"{PROGRAM['name']}: interrupted before training started; nothing was written", file=sys.stderr)
-        return 130
+        code = 130
+        if progress.exporting:
+            message = (f"interrupted while writing the export of {progress.exporting}, whose training is complete and "
+                       f"kept; write it with: {program.command} --out {progress.exporting} --export")
+        elif progress.out:
+            message = (f"interrupted; {progress.out} keeps every epoch it finished: resume with: "
+                       f"{progress.resume(program)}")
+        else:
+            message = "interrupted before training started; nothing was written"
+    print(f"{program.name}: {message}", file=sys.stderr)
+    return code
 
 
 def hide_native_stderr():
@@ -413,14 +455,13 @@ def hide_native_stderr():
     sys.stderr = os.fdopen(real, "w", buffering=1)
 
 
-def console(name="train.py", command="python train.py"):
+def console(program=Program()):
     """The program's entry point (train.py's, and the installed tf1-tied-ae command's): TensorFlow's
     native start-up log hidden unless --verbose, then main's exit code."""
-    PROGRAM.update(name=name, command=command)
     if "--verbose" not in sys.argv[1:]:
         hide_native_stderr()
-    sys.exit(main())
+    sys.exit(main(program=program))
 
 
 def installed():
-    console("tf1-tied-ae", "tf1-tied-ae")
+    console(Program("tf1-tied-ae", "tf1-tied-ae"))

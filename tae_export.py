@@ -93,7 +93,7 @@ def export(trained, out):
     except (OSError, tf.errors.OpError) as e:
         reason = getattr(e, "strerror", None) or type(e).__name__
         raise Stopped(tae_files.EXIT_WRITE_FAILED, f"could not write {target} ({reason}); the run's checkpoints are kept; "
-                      f"make room or fix the folder, then: {tae_files.PROGRAM['command']} --out {out} --export") from None
+                      "make room or fix the folder", then="--export", folder=out) from None
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

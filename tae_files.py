@@ -21,8 +21,6 @@ import tempfile
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 LOCK = ".lock"
-# How messages name the program: `python train.py`, or the installed `tf1-tied-ae` (tae_cli.console).
-PROGRAM = {"name": "train.py", "command": "python train.py"}
 
 
 class UsageError(Exception):
@@ -37,11 +35,14 @@ class DataError(Exception):
 
 
 class Stopped(Exception):
-    """Training stopped early on purpose (a signal, a non-finite loss, a failed write): exit `code`."""
+    """Training stopped early on purpose (a signal, a non-finite loss, a failed write): exit `code`.
+    The message says what happened and what was kept; `then` names what continues it, "--resume"
+    (the run) or "--export" (the export of the run in `folder`), or None: the command line writes
+    the command (it alone knows how the program was called, and whether it is comparing)."""
 
-    def __init__(self, code, message):
+    def __init__(self, code, message, then=None, folder=None):
         super().__init__(message)
-        self.code = code
+        self.code, self.then, self.folder = code, then, folder
 
 
 class WriteFailed(Exception):

@@ -122,8 +122,7 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
             except WriteFailed:
                 pass
             raise Stopped(EXIT_WRITE_FAILED, f"{e}; stopped, the last good checkpoint is kept "
-                          f"({runner.newest()}); make room or fix the folder, then resume with: "
-                          f"{tae_files.PROGRAM['command']} --out {out} --resume") from None
+                          f"({runner.newest()}); make room or fix the folder", then="--resume") from None
     return runner.metrics
 
 
@@ -318,7 +317,7 @@ class Runner:
         path = os.path.basename(self.save())
         code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
         raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}, step {k}; "
-                      f"saved {path}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
+                      f"saved {path}", then="--resume")
 
     def end_epoch(self, stage, epoch, seconds):
         if stage.epoch_end is not None:
@@ -344,7 +343,7 @@ class Runner:
             code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
             self.write_metrics("interrupted")
             raise Stopped(code, f"interrupted after epoch {record['epoch']} of the {stage.name} stage; saved "
-                          f"{self.newest()}; resume with: {tae_files.PROGRAM['command']} --out {self.out} --resume")
+                          f"{self.newest()}", then="--resume")
 
     def check_patience(self, record):
         """Early stopping: `patience` autoencoder epochs since the best one."""

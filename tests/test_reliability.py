@@ -322,7 +322,7 @@ def test_a_failed_write_stops_cleanly_and_resumes(tmp_path, capsys):
                        preexec_fn=small_files(2000), capture_output=True, text=True, timeout=120)
     assert p.returncode == 4, p.stderr
     assert p.stderr.strip() == (f"train.py: could not write {out}/ckpt-36 (File too large); stopped, the last good "
-                                f"checkpoint is kept (ckpt-24); make room or fix the folder, then resume with: "
+                                f"checkpoint is kept (ckpt-24); make room or fix the folder; resume with: "
                                 f"python train.py --out {out} --resume")
     assert newest_step(out) == 24 and metrics_of(out)["status"] == "write failed"
     assert call(capsys, "--out", out, "--resume", "--epochs", "4")[0] == 0
@@ -349,11 +349,61 @@ def test_a_failed_tensorboard_write_stops_cleanly_and_resumes(tmp_path, capsys):
     assert p.returncode == 4, p.stderr
     [events] = out.glob("events.out.tfevents.*")
     assert p.stderr.strip() == (f"train.py: could not write {events} (File too large); stopped, the last good "
-                                f"checkpoint is kept (ckpt-12); make room or fix the folder, then resume with: "
+                                f"checkpoint is kept (ckpt-12); make room or fix the folder; resume with: "
                                 f"python train.py --out {out} --resume")
     assert newest_step(out) == 12 and metrics_of(out)["status"] == "write failed"
     assert call(capsys, "--out", out, "--resume")[0] == 0
     assert [m["epoch"] for m in metrics_of(out)["epochs"]] == [1, 2] and metrics_of(out)["status"] == "done"
+
+
+class StopAtFirstLook:
+    """A stop request that is already there when the runner first looks (a SIGINT during the epoch)."""
+
+    signum = signal.SIGINT
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def test_stops_during_a_comparison_name_what_continues_it(tmp_path, capsys, monkeypatch):
+    """The command line words every stop: inside a --compare variant the line names the comparison's
+    folder and --resume --compare (what continues the comparison), not the variant's folder; a
+    Ctrl-C between two variants, and one while a variant's export is written, say what was kept."""
+    import tae_export
+    import tae_runner
+
+    out, args = tmp_path / "cmp", [*DIGITS, "--compare", "--epochs", "2", "--batch-size", "100"]
+    monkeypatch.setattr(tae_runner, "StopRequest", StopAtFirstLook)
+    code, _, err = call(capsys, *args, "--out", out)
+    assert code == 130 and err.strip() == (f"train.py: interrupted after epoch 1 of the untied stage; saved ckpt-12; "
+                                           f"resume with: python train.py --out {out} --resume --compare"), err
+    monkeypatch.undo()
+    trained = []
+    real = tae_cli.train_one
+
+    def ctrl_c_before_the_second(*a, **kw):
+        if trained:
+            raise KeyboardInterrupt
+        trained.append(a[3])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tae_cli, "train_one", ctrl_c_before_the_second)
+    code, _, err = call(capsys, "--out", out, "--resume", "--compare")
+    assert code == 130 and err.strip() == (f"train.py: interrupted; {out} keeps every epoch it finished: resume with: "
+                                           f"python train.py --out {out} --resume --compare"), err
+    monkeypatch.undo()
+    monkeypatch.setattr(tae_export, "export", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+    code, _, err = call(capsys, "--out", out, "--resume", "--compare")
+    assert code == 130 and err.strip() == (f"train.py: interrupted while writing the export of {out / 'untied'}, whose "
+                                           f"training is complete and kept; write it with: python train.py --out "
+                                           f"{out / 'untied'} --export"), err
+    monkeypatch.undo()
+    assert call(capsys, "--out", out / "untied", "--export")[0] == 0
+    assert call(capsys, "--out", out, "--resume", "--compare")[0] == 0
+    assert set(json.loads((out / "compare.json").read_text())) >= {"snippet", "untied", "sync", "tied", "tied-untied"}
 
 
 def test_a_copied_run_folder_reads_only_its_own_checkpoints(tmp_path, capsys, finished_run, monkeypatch):
