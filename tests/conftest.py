@@ -12,6 +12,15 @@ import pytest  # noqa: E402
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def call(capsys, *args):
+    """train.py's main in this process: (exit code, stdout, stderr)."""
+    import tae_cli
+
+    code = tae_cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 @pytest.fixture
 def mnist_dir():
     path = SHARED_DATA / "mnist"

@@ -13,15 +13,10 @@ import tae_cli
 import tae_data
 import tae_export
 from tae_files import RunFolder
-from conftest import ROOT
+from conftest import ROOT, call
 
 TINY = ["--dataset", "digits", "--dims", "64,16,4", "--batch-size", "100", "--epochs", "2"]
 
-
-def call(capsys, *args):
-    code = tae_cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def numpy_model(checkpoint, untied):

@@ -10,16 +10,11 @@ import pytest
 import tae_cli
 import tae_export
 import tae_ratings
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, call
 
 ML100K = SHARED_DATA / "ml-100k"
 SMALL = ["--batch-size", "8", "--dims", "{width},16", "--code-activation", "sigmoid"]
 
-
-def call(capsys, *args):
-    code = tae_cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def generated(path, users=50, items=40, seed=0):
@@ -55,7 +50,7 @@ def numpy_reconstruction(path, out):
     ds = tae_ratings.arrange(data, config["run"]["orientation"])
     trained = tae_export.restore(str(out))
     with trained.sess:
-        values = {v.op.name: trained.sess.run(v) for v in trained.model.saver._var_list}
+        values = trained.sess.run(trained.model.variables)
     W0, b0 = values["encoder/layer_0/kernel"], values["encoder/layer_0/bias"]
     V0, c0 = values["decoder/layer_0/kernel"], values["decoder/layer_0/bias"]
     dense = ds.matrix.dense(np.arange(ds.rows))
@@ -194,13 +189,14 @@ def test_movielens_u1_short_run_and_titles(tmp_path, capsys):
     if not (ML100K / "u1.base").exists():
         pytest.skip(f"MovieLens 100K not found at {ML100K} (only developers' machines and CI have ../shared)")
     out = tmp_path / "ml"
-    code, text, err = call(capsys, "--dataset", "movielens", "--data-dir", ML100K, "--epochs", "2", "--batch-size",
+    code, text, err = call(capsys, "--dataset", "movielens", "--data-dir", ML100K, "--epochs", "4", "--batch-size",
                            "128", "--weight-decay", "1e-3", "--out", out)
     assert code == 0, err
     final = json.load(open(out / "metrics.json"))["final"]
     # the bias baseline of the same split (u1, 10% of u1.base held out): better than the global mean
     baselines = json.load(open(out / "metrics.json"))["baselines"]
-    assert baselines["user and item biases"]["rmse"] < baselines["global mean"]["rmse"] < 1.2
-    assert final["test_ratings"] == 20000 and 0 < final["cold_test_ratings"] < 100 and final["test_rmse"] < 1.2
+    assert baselines["user and item biases"]["rmse"] < baselines["global mean"]["rmse"]
+    assert final["test_ratings"] == 20000 and 0 < final["cold_test_ratings"] < 100
+    assert final["test_rmse"] < baselines["global mean"]["rmse"] - 0.1  # 4 epochs learn more than the mean (0.99, 1.15)
     code, text, err = call(capsys, "--out", out, "--recommend", 1)
     assert code == 0 and len(text.splitlines()) == 11 and "(19" in text, (text, err)

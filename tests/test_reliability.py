@@ -15,15 +15,10 @@ import numpy as np
 import pytest
 
 import tae_cli
-from conftest import ROOT
+from conftest import ROOT, call
 
 DIGITS = ["--dataset", "digits"]
 
-
-def call(capsys, *args):
-    code = tae_cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(folder):
@@ -285,8 +280,9 @@ def test_kills_ctrl_c_and_a_second_process_then_resume(tmp_path, reference, caps
     assert_files_whole(out)
     assert [m["epoch"] for m in metrics_of(out)["epochs"]] in ([], [1])  # the record may precede the checkpoint
 
-    p = cli("--out", out, "--resume", cwd=tmp_path)
-    wait_for(p, lambda: (out / "config.json").stat().st_mtime_ns > 0 and newest_step(out) >= STEPS, "epoch 1")
+    written = (out / "config.json").stat().st_mtime_ns
+    p = cli("--out", out, "--resume", cwd=tmp_path)  # it rewrites config.json once its start has succeeded
+    wait_for(p, lambda: (out / "config.json").stat().st_mtime_ns > written and newest_step(out) >= STEPS, "epoch 1")
     second = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(out), "--resume"],
                             capture_output=True, text=True, timeout=60)
     assert second.returncode == 2 and f"--out {out} is in use by process {p.pid}" in second.stderr, second.stderr

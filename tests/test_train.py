@@ -13,15 +13,9 @@ import tensorflow as tf
 import tae_cli
 import tae_config
 import tae_data
-from conftest import ROOT
+from conftest import ROOT, call
 
 
-
-def call(capsys, *args):
-    """train.main in this process: (exit code, stdout, stderr)."""
-    code = tae_cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_cli(*args, cwd, env=None):
@@ -215,6 +209,13 @@ def test_user_npy(tmp_path, capsys):
     assert code == 0, err
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["model"]["dims"] == [36, 9, 4, 1]  # the question's rule on 6x6
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())["final"]
+    test = images[270:].reshape(30, 36) / 255.0  # the last tenth is the test set
+    mean = images[27:270].reshape(-1, 36).mean(axis=0) / 255.0  # the training rows after the validation tenth
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["baselines"]["mean"]["test_sse_per_image"] \
+        == pytest.approx(np.mean(np.sum((test - mean) ** 2, axis=1)), rel=1e-5)
+    assert np.isfinite(final["test_sse_per_image"]) and final["test_sse_per_image"] == pytest.approx(final["test_mse"] * 36)
+    assert decode_png(tmp_path / "run" / "recon.png").shape[:2] == (220, 1000)  # 10 images over their reconstructions
 
 
 def test_idx_and_npz_loaders_on_real_mnist(mnist_dir, tmp_path):
