@@ -37,6 +37,8 @@ class Dataset:
     # targets): int64 [N] and [M], for codes.png and the codes' nearest-neighbour accuracy
     train_labels: Optional[np.ndarray] = None
     test_labels: Optional[np.ndarray] = None
+    pca: Optional[Tuple[np.ndarray, np.ndarray]] = None  # (mean [D], directions [D, k]) of the training set,
+    # fitted once by the images task's baselines and used again by the codes' 5-NN report
     notices: Tuple[str, ...] = ()  # one line each, for the log: what was set aside and why (labels)
 
 
@@ -299,21 +301,31 @@ def _load(dataset, data_dir, log):
 PCA_MAX_DIM = 4096  # above this, the D x D covariance and its eigendecomposition cost more than a run
 
 
-def baselines(train, test, k, chunk=8192):
+def fit_pca(train, k, chunk=8192):
+    """(mean [D] float64, the top k principal directions [D, k]) of `train`, or None above PCA_MAX_DIM
+    values per example. The covariance is summed in float64 over chunks: memory stays at chunk x D."""
+    dim = train.shape[1]
+    if dim > PCA_MAX_DIM:
+        return None
+    mean = train.mean(axis=0, dtype=np.float64)
+    cov = np.zeros((dim, dim))
+    for start in range(0, len(train), chunk):
+        part = train[start:start + chunk] - mean
+        cov += part.T @ part
+    return mean, top_directions(cov, k)
+
+
+def baselines(train, test, k, chunk=8192, fit=None):
     """What any autoencoder with a k-value code should beat, on the run's own test split, in the
     model's units (MSE per value, SSE per example): the mean training example, and PCA with k
     components fitted on the training part (the best linear code of that size for squared error).
-    The covariance is summed in float64 over chunks, so memory stays at chunk x D."""
+    fit: fit_pca(train, k), when the caller has it already."""
     dim = train.shape[1]
     mean = train.mean(axis=0, dtype=np.float64)
     result = {"mean": _errors(test, np.broadcast_to(mean, test.shape))}
     if dim > PCA_MAX_DIM:
         return dict(result, pca=None, pca_note=f"skipped: {dim} values per example (over {PCA_MAX_DIM})")
-    cov = np.zeros((dim, dim))
-    for start in range(0, len(train), chunk):
-        part = train[start:start + chunk] - mean
-        cov += part.T @ part
-    top = top_directions(cov, k)
+    mean, top = fit or fit_pca(train, k, chunk)
     centred = test - mean
     return dict(result, pca=dict(_errors(test, centred @ top @ top.T + mean), components=int(top.shape[1])))
 

@@ -55,8 +55,10 @@ class ImagesTask:
 
     @staticmethod
     def baselines(model, ds):
-        """The mean training image and PCA with as many components as the code (tae_data.baselines)."""
-        return tae_data.baselines(ds.train, ds.test, model.dims[-1])
+        """The mean training image and PCA with as many components as the code (tae_data.baselines);
+        the PCA fit stays with the data (ds.pca) for the codes' 5-NN report."""
+        ds.pca = tae_data.fit_pca(ds.train, model.dims[-1])
+        return tae_data.baselines(ds.train, ds.test, model.dims[-1], fit=ds.pca)
 
     @staticmethod
     def scoring(model, ds, baselines):
@@ -228,28 +230,16 @@ class ImageScoring:
         what = "the 2-value codes" if cfg.dims[-1] == 2 else f"the first 2 principal components of the {cfg.dims[-1]}-value codes"
         shown = test_codes if cfg.dims[-1] == 2 else project_codes(train_codes, test_codes)
         panels = {f"{cfg.mode} autoencoder: {what}\n(5-NN accuracy on all {cfg.dims[-1]}: {result['codes']:.3f})": shown}
-        if cfg.dims[0] <= tae_data.PCA_MAX_DIM:
-            k = min(cfg.dims[-1], cfg.dims[0])
-            train_pca, test_pca = self.training_pca(k, training_rows)
+        if ds.pca is not None:  # the baselines' fit (none above tae_data.PCA_MAX_DIM values per example)
+            mean, top = ds.pca
+            k = top.shape[1]
+            train_pca = np.concatenate([(rows - mean) @ top for rows in training_rows(None)])
+            test_pca = (ds.test - mean) @ top
             result.update(pca=score(train_pca, test_pca), pca_components=k)
             panels[f"PCA: the first 2 components of the images\n(5-NN accuracy on PCA-{k}: {result['pca']:.3f})"] = \
                 test_pca[:, :2]
         tae_files.write_bytes(folder.path(tae_files.CODES), tae_figures.codes_png(panels, ds.test_labels))
         return result
-
-    def training_pca(self, k, training_rows):
-        """The training and the test set projected on the top k principal directions of the graph's
-        copy of the training set, fitted a batch at a time (the training set is not held twice)."""
-        dim, n = self.cfg.dims[0], 0
-        total, scatter = np.zeros(dim), np.zeros((dim, dim))
-        for rows in training_rows(None):
-            n += len(rows)
-            total += rows.sum(axis=0, dtype=np.float64)
-            scatter += rows.T.astype(np.float64) @ rows
-        mean = total / n
-        top = tae_data.top_directions(scatter - n * np.outer(mean, mean), k)
-        project = lambda rows: (rows - mean) @ top  # noqa: E731
-        return np.concatenate([project(rows) for rows in training_rows(None)]), project(self.ds.test)
 
     def baseline_levels(self):
         """{label: test MSE} of the run's baselines (tae_data.baselines), PCA first."""
