@@ -23,7 +23,7 @@ from tae_task_ratings import RatingsTask
 EXIT_BAD_INPUT = 2
 # The kinds of data train.py trains on, one Task each (tae_task_images.ImagesTask,
 # tae_task_ratings.RatingsTask). A Task has a `name`, `defaults` (AEConfig fields where no flag is
-# given), the `uses` of a trained run it answers (--encode, --recommend...), and: handles(dataset),
+# given), and: handles(dataset),
 # load(model, model_values, run) -> (model, run, data), record(data) (its part of config.json),
 # graph_input(data) -> (what the graph holds, examples, nnz), release(data), baselines(model, data),
 # scoring(model, data, baselines) (the epoch's figures, the final line, the run folder's figures),
@@ -35,6 +35,8 @@ TASKS = (RatingsTask, ImagesTask)  # the first that handles a --dataset takes it
 def task_of(dataset):
     """The Task of a --dataset value: the one place that asks which kind of data a run is."""
     return next(task for task in TASKS if task.handles(dataset))
+
+
 COMPARE = {  # variant -> AEConfig fields (same data, seed, batches and epochs for all)
     "snippet": tae_config.PRESETS["question"][0],  # the question's code as written
     "untied": dict(mode="untied"), "sync": dict(mode="sync"), "tied": dict(mode="tied"),
@@ -119,70 +121,8 @@ def make_parser(program=Program()):
     return p
 
 
-def given_flags(args):
-    """{Flag: value} of the config flags on the command line, data paths made absolute (config.json
-    keeps them so: a resume works from any folder)."""
-    found = {}
-    for flag in tae_config.flags():
-        value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
-        if value is not None:
-            if flag.field in ("data_dir", "test_file") or (flag.field == "dataset" and tae_config.is_path(value)):
-                value = os.path.abspath(value)
-            found[flag] = value
-    return found
-
-
 def config_error(e):
     return UsageError(f"{tae_config.flag_of(e.field)} {e.detail}")
-
-
-def _show(value):
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-def merge(saved, given, out):
-    """The configs of a run being resumed: its saved values; a given flag that differs is refused by
-    name, except --epochs, which may extend the run."""
-    values = {AEConfig: dict(saved["model"]), RunConfig: dict(saved["run"])}
-    values[RunConfig].setdefault("validation", 0)  # runs from before the validation split had none
-    for owner in values:  # fields added since the run started take their defaults
-        for f in dataclasses.fields(owner):
-            values[owner].setdefault(f.name, f.default)
-    diffs = []
-    for flag, value in given.items():
-        old = values[flag.owner][flag.field]
-        if flag.field == "epochs":
-            if value < old:
-                diffs.append(f"--epochs {value} (run has {old}; a resumed run can only be extended)")
-        elif _show(value) != _show(old):
-            diffs.append(f"{flag.name} {_show(value)} (run has {_show(old)})")
-        values[flag.owner][flag.field] = value
-    if diffs:
-        raise UsageError(f"--resume with flags that differ from the run in {out}: {'; '.join(diffs)}; "
-                         "drop them or start a new run with another --out")
-    try:
-        model, run = AEConfig(**values[AEConfig]), RunConfig(**values[RunConfig])
-    except ConfigError as e:
-        raise config_error(e) from None
-    extended = run.epochs > saved["run"]["epochs"]
-    if extended and model.lr_schedule == "cosine" and model.lr_decay_steps is None:
-        raise UsageError(f"--epochs {run.epochs}: this run's cosine schedule decays to 0 over its "
-                         f"{saved['run']['epochs']} epochs, so a longer run would change the learning rates already "
-                         "used; start a new run with another --out")
-    return model, run
-
-
-def early_configs(given, preset=None):
-    """AEConfig and RunConfig of the flags alone (over the preset's settings, if any), before any
-    data: a bad value fails here, at once."""
-    model, run = (dict(part) for part in tae_config.PRESETS.get(preset, ({}, {})))
-    model.update({f.field: v for f, v in given.items() if f.owner is AEConfig})
-    run.update({f.field: v for f, v in given.items() if f.owner is RunConfig})
-    try:
-        AEConfig(**model)  # dims from the data later; the default stands in for the check
-        return model, RunConfig(**run)
-    except ConfigError as e:
-        raise config_error(e) from None
 
 
 def refuse_inert(model, run, given, compare):
@@ -205,7 +145,10 @@ def resumed_configs(args, given):
     if args.compare != bool(saved.get("compare")):
         raise UsageError(f"--resume{' --compare' if args.compare else ''} does not match the run in {args.out}; "
                          f"{'add' if saved.get('compare') else 'drop'} --compare")
-    model, run = merge(saved, given, args.out)
+    try:
+        model, run = tae_config.merge(saved, given, args.out)
+    except ConfigError as e:
+        raise config_error(e) from None
     refuse_inert(model, run, given, args.compare)
     return saved, model, run
 
@@ -361,7 +304,7 @@ def run_command(args, hold, program=Program(), progress=None):
     """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
     that keeps the run folder's lock until main returns; progress: what main needs to word a stop."""
     progress = progress if progress is not None else Progress()
-    given = given_flags(args)
+    given = tae_config.given_flags(args)
     if args.encode or args.reconstruct or args.export or args.recommend is not None:
         return use_run(args, given, hold)
     if args.to:
@@ -383,7 +326,10 @@ def run_command(args, hold, program=Program(), progress=None):
         if args.preset and args.compare:
             raise UsageError("--preset does nothing with --compare (its snippet row is the question preset "
                              "already); drop it")
-        model_values, run = early_configs(given, args.preset)
+        try:
+            model_values, run = tae_config.early_configs(given, args.preset)
+        except ConfigError as e:
+            raise config_error(e) from None
         model = None
     task = task_of(run.dataset)
     if model_values is not None:  # before any data, with the task's defaults: a flag that does nothing fails at once

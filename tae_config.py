@@ -277,6 +277,64 @@ def inert(model, run, fields):
     return None
 
 
+# --- the command line's values into configs ---------------------------------------------------------
+
+def given_flags(args):
+    """{Flag: value} of the config flags on the command line, data paths made absolute (config.json
+    keeps them so: a resume works from any folder)."""
+    found = {}
+    for flag in flags():
+        value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
+        if value is not None:
+            if flag.field in ("data_dir", "test_file") or (flag.field == "dataset" and is_path(value)):
+                value = os.path.abspath(value)
+            found[flag] = value
+    return found
+
+
+def _show(value):
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+def merge(saved, given, out):
+    """The configs of a run being resumed: its saved values; a given flag that differs is refused by
+    name (ConfigError), except --epochs, which may extend the run."""
+    values = {AEConfig: dict(saved["model"]), RunConfig: dict(saved["run"])}
+    values[RunConfig].setdefault("validation", 0)  # runs from before the validation split had none
+    for owner in values:  # fields added since the run started take their defaults
+        for f in dataclasses.fields(owner):
+            values[owner].setdefault(f.name, f.default)
+    diffs = []
+    for flag, value in given.items():
+        old = values[flag.owner][flag.field]
+        if flag.field == "epochs":
+            if value < old:
+                diffs.append(f"--epochs {value} (run has {old}; a resumed run can only be extended)")
+        elif _show(value) != _show(old):
+            diffs.append(f"{flag.name} {_show(value)} (run has {_show(old)})")
+        values[flag.owner][flag.field] = value
+    if diffs:
+        raise ConfigError("--resume", f"with flags that differ from the run in {out}: {'; '.join(diffs)}; "
+                                      "drop them or start a new run with another --out")
+    model, run = AEConfig(**values[AEConfig]), RunConfig(**values[RunConfig])
+    extended = run.epochs > saved["run"]["epochs"]
+    if extended and model.lr_schedule == "cosine" and model.lr_decay_steps is None:
+        raise ConfigError("epochs", f"{run.epochs}: this run's cosine schedule decays to 0 over its "
+                                    f"{saved['run']['epochs']} epochs, so a longer run would change the learning rates "
+                                    "already used; start a new run with another --out")
+    return model, run
+
+
+def early_configs(given, preset=None):
+    """AEConfig fields and RunConfig of the flags alone (over the preset's settings, if any), before
+    any data: a bad value fails here, at once (ConfigError)."""
+    model, run = (dict(part) for part in PRESETS.get(preset, ({}, {})))
+    model.update({f.field: v for f, v in given.items() if f.owner is AEConfig})
+    run.update({f.field: v for f, v in given.items() if f.owner is RunConfig})
+    AEConfig(**model)  # dims from the data later; the default stands in for the check
+    return model, RunConfig(**run)
+
+
 def non_default(config):
     """The fields of a config that differ from their defaults (what a library user "set")."""
     return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != f.default}

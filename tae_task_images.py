@@ -22,7 +22,6 @@ class ImagesTask:
 
     name = "images"
     defaults = {}  # AEConfig's own
-    uses = ("--encode", "--reconstruct")  # what a trained run of this kind answers
 
     @staticmethod
     def handles(dataset):

@@ -22,7 +22,6 @@ class RatingsTask:
 
     name = "ratings"
     defaults = RATINGS_DEFAULTS  # where a flag is not given
-    uses = ("--recommend",)  # what a trained run of this kind answers
 
     @staticmethod
     def handles(dataset):

@@ -109,7 +109,7 @@ def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
 def test_flags_parse_into_the_configs():
     args = tae_cli.make_parser().parse_args(["--dims", "64,8", "--lr", "0.01", "--rbm-momentum", "0.4,0.8",
                                              "--mode", "sync", "--sync-every", "epoch"])
-    given = {f.field: v for f, v in tae_cli.given_flags(args).items()}
+    given = {f.field: v for f, v in tae_config.given_flags(args).items()}
     assert given == {"dims": (64, 8), "learning_rate": 0.01, "rbm_momentum": (0.4, 0.8), "mode": "sync",
                      "sync_every": "epoch"}
 
@@ -184,7 +184,7 @@ def test_the_help_examples_are_valid_commands():
         args = tae_cli.make_parser().parse_args(shlex.split(example.split("   ")[0]))
         if args.resume:
             continue  # needs a run folder: test_train covers it
-        given = tae_cli.given_flags(args)
-        model_values, run = tae_cli.early_configs(given, args.preset)
+        given = tae_config.given_flags(args)
+        model_values, run = tae_config.early_configs(given, args.preset)
         tae_cli.refuse_inert(AEConfig(**model_values), run, given, args.compare)
         tae_task_images.resolve(model_values, run, (28, 28), 784, 60000)

@@ -126,7 +126,7 @@ def records(folder):
 def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     assert tae_cli.main(RBM_RUN + ["--out", str(tmp_path / "straight")]) == 0
     args = tae_cli.make_parser().parse_args(RBM_RUN)
-    model_values, run = tae_cli.early_configs(tae_cli.given_flags(args))
+    model_values, run = tae_config.early_configs(tae_config.given_flags(args))
     ds = tae_data.load("digits")
     model, run = tae_task_images.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
     tae_data.split_validation(ds, run.validation)  # as train.py does
