@@ -387,8 +387,6 @@ class RatingsSet:
     idx: Index
     matrix: Matrix  # the training ratings: the model's only input, for training and for predictions
     fallback: tuple  # `biases(data.train)`
-    image_shape = None
-    keeps_training_data = True  # the matrix stays in NumPy too: predictions read the training rows
 
     @property
     def train(self):
