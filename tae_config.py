@@ -13,8 +13,8 @@ import os
 import pathlib
 from typing import Optional, Tuple
 
-from tf1_config import (ACTIVATIONS, LOSSES, MODES, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
-                        fraction, integer, number)
+from tf1_config import (ACTIVATIONS, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
+                        integer, number, unit_pair)
 
 PRETRAIN = ("none", "rbm")
 DATASETS = ("auto", "mnist", "fashion_mnist", "digits", "movielens")
@@ -121,10 +121,7 @@ class RunConfig:
         number("rbm_lr", self.rbm_lr, positive=True)
         number("rbm_lr_linear", self.rbm_lr_linear, positive=True)
         number("rbm_weight_cost", self.rbm_weight_cost, positive=False)
-        momentum = tuple(self.rbm_momentum) if isinstance(self.rbm_momentum, (list, tuple)) else ()
-        if len(momentum) != 2 or not all(isinstance(m, (int, float)) and 0 <= m < 1 for m in momentum):
-            raise ConfigError("rbm_momentum", f"must be two numbers in [0, 1), like 0.5,0.9; got {self.rbm_momentum!r}")
-        object.__setattr__(self, "rbm_momentum", tuple(float(m) for m in momentum))
+        object.__setattr__(self, "rbm_momentum", unit_pair("rbm_momentum", self.rbm_momentum))
         integer("rbm_batch_size", self.rbm_batch_size, 1)
 
     def schedule(self, model):

@@ -9,6 +9,7 @@ the model's variables and the clean forward pass, nothing of training. Signature
 serving signature is `reconstruct`. Tag: `serve`.
 """
 import os
+import re
 import shutil
 import tempfile
 from typing import NamedTuple, Optional
@@ -17,7 +18,6 @@ import numpy as np
 import tensorflow as tf
 
 import tae_files
-import tae_runner
 import tf1_tied_ae as tae
 from tae_files import RunFolder, Stopped, UsageError
 
@@ -35,6 +35,26 @@ class Trained(NamedTuple):
     checkpoint: str  # the path restored from
     decoder: str  # "tied" (the encoder's transposes) or "untied" (its own kernels): what that epoch trained
     data_range: Optional[list]  # [min, max] of the run's training data, when config.json has it
+
+
+def tf_reason(error):
+    """The line of a TensorFlow error that says what went wrong, to its first sentence's end. A graph
+    execution error says it after the "Node: '...'" line that ends the stack where the op was made."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    nodes = [k for k, line in enumerate(lines) if line.startswith("Node:")]
+    found = next((line for line in lines[nodes[-1] + 1 if nodes else 0:]
+                  if not line.startswith(("[[", "Graph execution error", "Detected at node"))), type(error).__name__)
+    sentence = re.match(r"(.+?[.!?])(\s|$)", found)
+    return sentence.group(1) if sentence and len(found) > 160 else found
+
+
+def restore_checkpoint(sess, saver, path):
+    """saver.restore, with a damaged checkpoint or one of another model as a UsageError."""
+    try:
+        saver.restore(sess, path)
+    except (tf.errors.OpError, ValueError) as e:
+        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {tf_reason(e)}); it is damaged or from "
+                         "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
 def decoder_of(cfg, record):
@@ -60,7 +80,7 @@ def restore(out):
     model = tae.build_inference(cfg, untied=decoder == "untied")
     sess = tf1.Session(graph=model.graph)
     with model.graph.as_default():  # the Saver's graph path (outside a graph, TF2 would take the eager one)
-        tae_runner.restore(sess, model.saver, path)
+        restore_checkpoint(sess, model.saver, path)
     return Trained(cfg, model, sess, path, decoder, saved.get("data_range"))
 
 

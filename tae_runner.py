@@ -21,7 +21,6 @@ folder; it gets figures back. The loop, the checkpoints and the choice of the be
 same for every kind of data.
 """
 import os
-import re
 import signal
 import sys
 import threading
@@ -33,7 +32,8 @@ import tensorflow as tf
 import tae_files
 import tf1_input
 import tf1_tied_ae as tae
-from tae_files import EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, UsageError, WriteFailed
+from tae_export import restore_checkpoint
+from tae_files import EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, WriteFailed
 
 tf1 = tf.compat.v1
 # Steps per Session call: amortises the call's overhead; Ctrl-C, the progress bar and the
@@ -67,26 +67,6 @@ class StopRequest:
 def epoch_order(seed, epoch_seed, n):
     """An epoch's shuffled order: a function of (seed, epoch_seed) alone, so a resumed run repeats it."""
     return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
-
-
-def tf_reason(error):
-    """The line of a TensorFlow error that says what went wrong, to its first sentence's end. A graph
-    execution error says it after the "Node: '...'" line that ends the stack where the op was made."""
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
-    nodes = [k for k, line in enumerate(lines) if line.startswith("Node:")]
-    found = next((line for line in lines[nodes[-1] + 1 if nodes else 0:]
-                  if not line.startswith(("[[", "Graph execution error", "Detected at node"))), type(error).__name__)
-    sentence = re.match(r"(.+?[.!?])(\s|$)", found)
-    return sentence.group(1) if sentence and len(found) > 160 else found
-
-
-def restore(sess, saver, path):
-    """saver.restore, with a damaged checkpoint or one of another model as a UsageError."""
-    try:
-        saver.restore(sess, path)
-    except (tf.errors.OpError, ValueError) as e:
-        raise UsageError(f"cannot restore checkpoint {path} ({type(e).__name__}: {tf_reason(e)}); it is damaged or from "
-                         "another model: delete its files to fall back to an older one, or start a new run") from None
 
 
 def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
@@ -203,7 +183,7 @@ class Runner:
         config.json. Returns whether a checkpoint was restored."""
         found = self.folder.checkpoints()
         if found:
-            restore(self.sess, self.ae.saver, found[-1][1])
+            restore_checkpoint(self.sess, self.ae.saver, found[-1][1])
             self.ae.saver.recover_last_checkpoints([path for _, path in found])  # prunes to 3 as it saves
             self.sess.run(self.ae.input.init_op)  # the data is not in a checkpoint
         else:
@@ -376,7 +356,7 @@ class Runner:
         best = self.best_record()
         if best is None:
             return None, tae.final_head(self.ae)
-        restore(self.sess, self.ae.best_saver, self.folder.best_checkpoint(best))
+        restore_checkpoint(self.sess, self.ae.best_saver, self.folder.best_checkpoint(best))
         return best, next(s.head for s in self.ae.stages if s.name == best["stage"])
 
     def finish(self):

@@ -1,5 +1,6 @@
 """The settings the graph library is built from, as data: AEConfig (the autoencoder), RBMConfig (the
-RBM stack of pretraining) and Schedule (how a run's stages are laid out).
+RBM stack of pretraining) and Schedule (how a run's stages are laid out); and the names and shapes
+of a model's variables (`variable_shapes`, the checkpoint format) and which of them train.
 
 Frozen dataclasses, validated on construction: a bad field raises ConfigError, a ValueError whose
 `field` names the field and whose message says what it may be. No TensorFlow, no flags, no files:
@@ -48,6 +49,14 @@ def number(field, value, positive):
 def fraction(field, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
         raise ConfigError(field, f"must be a number in [0, 1); got {value!r}")
+
+
+def unit_pair(field, value):
+    """Two numbers in [0, 1), as a tuple of floats (the RBMs' momentum before and after the switch)."""
+    found = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if len(found) != 2 or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and 0 <= m < 1 for m in found):
+        raise ConfigError(field, f"must be two numbers in [0, 1), like 0.5,0.9; got {value!r}")
+    return tuple(float(m) for m in found)
 
 
 def sizes(field, value):
@@ -114,6 +123,33 @@ class AEConfig:
             raise ConfigError("dense_refeed", f"must be True or False; got {self.dense_refeed!r}")
 
 
+def trainable_names(cfg, finetune=False):
+    """Names handed to minimize(var_list=...): every variable of the model that `trainable` allows,
+    less the kernels that are copies (sync; tied-untied before the untie)."""
+    names = []
+    for name in variable_shapes(cfg):
+        if cfg.trainable not in ("all", name.split("/")[0]):
+            continue
+        if name.startswith("decoder/") and name.endswith("/kernel") and cfg.mode != "untied" and not finetune:
+            continue
+        names.append(name)
+    return names
+
+
+def variable_shapes(cfg):
+    """The model's variables, {name: shape}, in creation order."""
+    dims, rev = cfg.dims, cfg.dims[::-1]
+    shapes = {}
+    for i in range(len(dims) - 1):
+        shapes[f"encoder/layer_{i}/kernel"] = (dims[i], dims[i + 1])
+        shapes[f"encoder/layer_{i}/bias"] = (dims[i + 1],)
+    for j in range(len(rev) - 1):
+        if cfg.mode != "tied":
+            shapes[f"decoder/layer_{j}/kernel"] = (rev[j], rev[j + 1])
+        shapes[f"decoder/layer_{j}/bias"] = (rev[j + 1],)
+    return shapes
+
+
 @dataclasses.dataclass(frozen=True)
 class RBMConfig:
     """The RBM stack of greedy pretraining (tf1_rbm). Defaults are Hinton & Salakhutdinov's (their
@@ -135,10 +171,7 @@ class RBMConfig:
         number("learning_rate", self.learning_rate, positive=True)
         number("learning_rate_linear", self.learning_rate_linear, positive=True)
         number("weight_cost", self.weight_cost, positive=False)
-        momentum = tuple(self.momentum) if isinstance(self.momentum, (list, tuple)) else ()
-        if len(momentum) != 2 or not all(isinstance(m, (int, float)) and 0 <= m < 1 for m in momentum):
-            raise ConfigError("momentum", f"must be two numbers in [0, 1), like 0.5,0.9; got {self.momentum!r}")
-        object.__setattr__(self, "momentum", tuple(float(m) for m in momentum))
+        object.__setattr__(self, "momentum", unit_pair("momentum", self.momentum))
         integer("momentum_switch_epoch", self.momentum_switch_epoch, 0)
         integer("epochs", self.epochs, 1)
         integer("batch_size", self.batch_size, 1)

@@ -44,7 +44,8 @@ import tensorflow as tf
 
 import tf1_input
 import tf1_rbm
-from tf1_config import MODES, TRAINABLE, AEConfig, ConfigError, RBMConfig, Schedule  # noqa: F401  (re-exported)
+from tf1_config import (MODES, TRAINABLE, AEConfig, ConfigError, RBMConfig, Schedule,  # noqa: F401  (re-exported)
+                        trainable_names, variable_shapes)
 
 tf1 = tf.compat.v1
 ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "selu": tf.nn.selu, "tanh": tf.tanh,
@@ -244,33 +245,6 @@ def assign_transposes(dst_kernels, encoder_kernels):
     """Decoder kernel j <- encoder kernel L-1-j, transposed (sync, untie and unrolling use this)."""
     n = len(dst_kernels)
     return tf.group(*[dst_kernels[j].assign(tf.transpose(encoder_kernels[n - 1 - j])) for j in range(n)])
-
-
-def trainable_names(cfg, finetune=False):
-    """Names handed to minimize(var_list=...): every variable of the model that `trainable` allows,
-    less the kernels that are copies (sync; tied-untied before the untie)."""
-    names = []
-    for name in variable_shapes(cfg):
-        if cfg.trainable not in ("all", name.split("/")[0]):
-            continue
-        if name.startswith("decoder/") and name.endswith("/kernel") and cfg.mode != "untied" and not finetune:
-            continue
-        names.append(name)
-    return names
-
-
-def variable_shapes(cfg):
-    """The model's variables, {name: shape}, in creation order."""
-    dims, rev = cfg.dims, cfg.dims[::-1]
-    shapes = {}
-    for i in range(len(dims) - 1):
-        shapes[f"encoder/layer_{i}/kernel"] = (dims[i], dims[i + 1])
-        shapes[f"encoder/layer_{i}/bias"] = (dims[i + 1],)
-    for j in range(len(rev) - 1):
-        if cfg.mode != "tied":
-            shapes[f"decoder/layer_{j}/kernel"] = (rev[j], rev[j + 1])
-        shapes[f"decoder/layer_{j}/bias"] = (rev[j + 1],)
-    return shapes
 
 
 class _Parts(NamedTuple):

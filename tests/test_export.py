@@ -13,7 +13,7 @@ import tae_cli
 import tae_data
 import tae_export
 from tae_files import RunFolder
-from conftest import ROOT, call
+from conftest import call
 
 TINY = ["--dataset", "digits", "--dims", "64,16,4", "--batch-size", "100", "--epochs", "2"]
 

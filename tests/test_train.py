@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tae_cli
 import tae_config
 import tae_data
 from conftest import ROOT, call
