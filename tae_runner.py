@@ -127,7 +127,11 @@ class Events:
         self.folder, self.writer = folder, None
         self.hook, threading.excepthook = threading.excepthook, self._thread_error
         tf.get_logger().addFilter(self._log_filter)
-        self.writer = self._guard(tf1.summary.FileWriter, folder, graph)
+        try:
+            self.writer = self._guard(tf1.summary.FileWriter, folder, graph)
+        except WriteFailed:
+            self.close()  # puts the hook and the filter back
+            raise
 
     def _thread_error(self, args):
         if args.thread is None or args.thread.name != self.THREAD:
