@@ -81,7 +81,7 @@ def restore(out):
     sess = tf1.Session(graph=model.graph)
     with model.graph.as_default():  # the Saver's graph path (outside a graph, TF2 would take the eager one)
         restore_checkpoint(sess, model.saver, path)
-    return Trained(cfg, model, sess, path, decoder, saved.get("data_range"))
+    return Trained(config=cfg, model=model, sess=sess, checkpoint=path, decoder=decoder, data_range=saved.get("data_range"))
 
 
 def run_model(trained, data, what, chunk=4096):

@@ -97,8 +97,11 @@ def pipeline(num_examples, dim, kind="resident", nnz=None):
         fresh, zero = start <= 0, tf.constant(0.0, tf.float64)  # a resumed epoch keeps the checkpoint's sums
         start_epoch = tf.group(begin, figure_sum.assign(tf1.where(fresh, zero, figure_sum)),
                                seconds.assign(tf1.where(fresh, zero, seconds)))
-    return Pipeline(num_examples, tf.group(*[v.initializer for v in store], init), rows, offset, load_rows, order,
-                    batch, start, start_epoch, steps, next_batch, figure_sum, seconds, seconds_in, set_seconds, sparse)
+    return Pipeline(num_examples=num_examples, init_op=tf.group(*[v.initializer for v in store], init),
+                    rows_placeholder=rows, offset_placeholder=offset, load_rows_op=load_rows, order_placeholder=order,
+                    batch_size_placeholder=batch, start_placeholder=start, start_epoch_op=start_epoch,
+                    steps_placeholder=steps, next_batch=next_batch, figure_sum=figure_sum, seconds=seconds,
+                    seconds_placeholder=seconds_in, set_seconds_op=set_seconds, sparse_placeholders=sparse)
 
 
 def _empty(shape, dtype, **_):  # reserves the memory without writing it (zeros would touch every page)

@@ -354,8 +354,8 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
                                      name="best_saver")
         if finalize:
             graph.finalize()
-    return AutoEncoder(cfg, graph, x, variables, model["train"], model["finetune"], model["sync_op"],
-                       model["untie_op"], global_step, init, saver, best_saver, pipe, model["stages"])
+    return AutoEncoder(config=cfg, graph=graph, x=x, variables=variables, global_step=global_step, init_op=init,
+                       saver=saver, best_saver=best_saver, input=pipe, **model)
 
 
 def _heads_and_stages(parts, schedule):
@@ -424,7 +424,7 @@ def build_inference(cfg, untied):
         recon = tf.identity(recon, name="reconstruction")
         variables = {v.op.name: v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
         saver = tf1.train.Saver(list(variables.values()))
-    return Inference(graph, x, code, recon, variables, saver)
+    return Inference(graph=graph, x=x, code=code, reconstruction=recon, variables=variables, saver=saver)
 
 
 def final_head(ae):
