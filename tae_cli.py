@@ -175,15 +175,6 @@ def complete(out, saved, run, program=Program()):
     return False
 
 
-def new_folder(dataset_name, label):
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join("checkpoints", f"{dataset_name}-{label}-{stamp}")
-    out, k = base, 1
-    while os.path.exists(out):
-        out, k = f"{base}-{k}", k + 1
-    return out
-
-
 def config_record(model, run, ds, compare=False):
     """config.json: the configs, where the data came from, and the task's part (the data's range,
     what --encode accepts; or the rating scale)."""
@@ -340,7 +331,7 @@ def run_command(args, hold, program=Program(), progress=None):
         raise config_error(e) from None
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
-    out = args.out or new_folder(ds.name, "compare" if args.compare else model.mode)
+    out = args.out or tae_files.new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         RunFolder(out).prepare()
         hold.enter_context(tae_files.lock(out))

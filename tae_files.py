@@ -17,6 +17,7 @@ import pathlib
 import re
 import struct
 import tempfile
+import time
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -169,6 +170,16 @@ CKPT, BEST = "ckpt", "best"  # checkpoint prefixes: the rolling ones (state file
 BEST_STATE = "best_checkpoint"  # the best Saver's state file (the rolling Saver's is TensorFlow's `checkpoint`)
 # the figures and tables a run writes
 RECON, CODES, CURVES, PREDICTIONS, COMPARE_PNG = "recon.png", "codes.png", "curves.png", "predictions.csv", "compare.png"
+
+
+def new_folder(dataset_name, label):
+    """A new run folder's path under checkpoints/: data set, label and the time, never an existing one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.path.join("checkpoints", f"{dataset_name}-{label}-{stamp}")
+    out, k = base, 1
+    while os.path.exists(out):
+        out, k = f"{base}-{k}", k + 1
+    return out
 
 
 class RunFolder:

@@ -345,17 +345,12 @@ def matrix(ratings, idx, orientation):
     return Matrix(indptr, cols[order].astype(np.int64), ratings.values[order].astype(np.float32), shape)
 
 
-def predict(reconstruct, train_matrix, idx, ratings, orientation, scale, fallback, chunk=512):
-    """Predictions for `ratings` (their values are never read): each usable rating's row of the
-    *training* matrix is reconstructed by `reconstruct` ([n, columns] -> [n, columns], e.g. a Session
-    running the model) and the rating's column read off; cold ratings get `fallback` (the bias
-    model's prediction). Clipped to the scale. Returns (predictions, usable mask)."""
-    return predict_parts(reconstruct, train_matrix, idx, [ratings], orientation, scale, fallback, chunk)[0]
-
-
 def predict_parts(reconstruct, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):
-    """`predict` for several rating sets at once (validation and test): each row is reconstructed
-    once. Returns [(predictions, usable mask)] in the order of `parts`."""
+    """Predictions for each of `parts` (rating sets: validation, test; their values are never read):
+    each usable rating's row of the *training* matrix is reconstructed by `reconstruct` ([n, columns]
+    -> [n, columns], e.g. a Session running the model), once for all parts, and the rating's column
+    read off; cold ratings get `fallback` (the bias model's prediction). Clipped to the scale.
+    Returns [(predictions, usable mask)] in the order of `parts`."""
     where = [positions(idx, ratings, orientation) for ratings in parts]
     out = [np.asarray(bias_predictions(fallback, ratings, scale), np.float64) for ratings in parts]
     by_row = []  # each part's usable ratings ordered by row, and those rows: a chunk's ratings are a slice
@@ -407,15 +402,3 @@ def arrange(data, orientation):
     idx = index(data.train)
     m = matrix(data.train, idx, orientation)
     return RatingsSet(data.name, data.source, data, orientation, idx, m, biases(data.train))
-
-
-def write_predictions(path, ratings, predictions, usable):
-    """predictions.csv, written whole or not at all: user, item, rating, prediction, cold (1: the
-    user or the item has no training rating; the prediction is the bias model's)."""
-    import tae_files
-
-    lines = ["user,item,rating,prediction,cold\n"] + [
-        f"{u},{i},{r:g},{p:.4f},{0 if ok else 1}\n" for u, i, r, p, ok in zip(
-            ratings.users.tolist(), ratings.items.tolist(), ratings.values.tolist(), predictions.tolist(),
-            usable.tolist())]
-    tae_files.atomic_write(path, lambda f: f.write("".join(lines).encode()))

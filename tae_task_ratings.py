@@ -144,7 +144,7 @@ class RatingScoring:
         """(figures for metrics.json's final, the final line's text); predictions.csv in the run folder."""
         data = self.ds.data
         [(predicted, usable)] = self.predictions(head, run, [data.test])
-        tae_ratings.write_predictions(folder.path(tae_files.PREDICTIONS), data.test, predicted, usable)
+        write_predictions(folder.path(tae_files.PREDICTIONS), data.test, predicted, usable)
         found = tae_ratings.errors(predicted, data.test)
         cold = int((~usable).sum())
         figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
@@ -175,3 +175,13 @@ class RatingScoring:
         tae_files.write_bytes(folder.path(tae_files.CURVES), tae_figures.curves_png(series, "RMSE",
                                 f"{cfg.mode} {'-'.join(map(str, cfg.dims))} on {self.ds.name}, {self.ds.orientation}-based",
                                 references=references, marks=marks))
+
+
+def write_predictions(path, ratings, predictions, usable):
+    """predictions.csv, written whole or not at all: user, item, rating, prediction, cold (1: the
+    user or the item has no training rating; the prediction is the bias model's)."""
+    lines = ["user,item,rating,prediction,cold\n"] + [
+        f"{u},{i},{r:g},{p:.4f},{0 if ok else 1}\n" for u, i, r, p, ok in zip(
+            ratings.users.tolist(), ratings.items.tolist(), ratings.values.tolist(), predictions.tolist(),
+            usable.tolist())]
+    tae_files.atomic_write(path, lambda f: f.write("".join(lines).encode()))

@@ -126,9 +126,9 @@ def test_predictions_read_only_training_ratings(orientation):
     weights = rng.rand(m.shape[1], m.shape[1])
     reconstruct = lambda rows: rows @ weights  # noqa: E731  (any function of the fed rows)
     fallback = tae_ratings.biases(train)
-    got, usable = tae_ratings.predict(reconstruct, m, idx, test, orientation, (1, 5), fallback, chunk=3)
+    [(got, usable)] = tae_ratings.predict_parts(reconstruct, m, idx, [test], orientation, (1, 5), fallback, chunk=3)
     changed = tae_ratings.Ratings(test.users, test.items, 6 - test.values)
-    again, _ = tae_ratings.predict(reconstruct, m, idx, changed, orientation, (1, 5), fallback, chunk=3)
+    [(again, _)] = tae_ratings.predict_parts(reconstruct, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
     assert np.array_equal(got, again) and usable.tolist() == [True, True, False, False]
     rows, cols, _ = tae_ratings.positions(idx, test, orientation)
     full = np.clip(dense @ weights, 1, 5)
