@@ -57,7 +57,7 @@ def read_ratings(path, scale=None):
     """A ratings file: one rating a line, `user item rating` and anything after (MovieLens'
     timestamp), separated by tabs, commas, semicolons, '::' or spaces; a first line that is not
     numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable: a
-    rating outside `scale`, or a (user, item) pair rated twice (naming both lines: the program
+    rating outside `scale`, a rating of 0 (the model reads 0 as unrated), or a (user, item) pair rated twice (naming both lines: the program
     does not guess which one to keep).
     A clean file with one-character separators is read by NumPy's parser (10 million ratings in
     seconds, never held as Python objects); anything else goes through the line-by-line reader,
@@ -120,7 +120,7 @@ def _read_fast(path, scale):
         return None
     users, items, values = table[:, 0], table[:, 1], table[:, 2]
     if not len(values) or not (np.all(users == np.round(users)) and np.all(items == np.round(items))) \
-            or not np.isfinite(values).all() or (scale is not None and not (
+            or not np.isfinite(values).all() or (values == 0).any() or (scale is not None and not (
                 (values >= scale[0]).all() and (values <= scale[1]).all())):
         return None
     return Ratings(users.astype(np.int64), items.astype(np.int64), values.astype(np.float32))
@@ -154,6 +154,9 @@ def _read_lines(path, scale):
             raise DataError(f"{path} line {number}: the rating {fields[2]} is outside the rating scale "
                             f"{scale[0]:g} to {scale[1]:g}; correct the line, or give a --rating-scale that includes it"
                             if scale else f"{path} line {number}: the rating is {value}; give a finite number")
+        if value == 0:  # the model's input has 0 for "unrated": a rating of 0 would be dropped without a word
+            raise DataError(f"{path} line {number}: a rating of 0 cannot be told from 'unrated' (masked_mse learns "
+                            "the non-zero entries only); shift the scale so that no rating is 0, or drop the line")
         users.append(user)
         items.append(item)
         values.append(value)

@@ -29,11 +29,12 @@ def test_reads_tabs_commas_double_colons_and_a_header(tmp_path):
     ("1\t10\t4\n2\t3.5\t3\n", ["line 2", "integer ids"]),
     ("1\t10\tgood\n", ["line 1", "'good' is not a number"]),
     ("1\t10\t6\n", ["line 1", "outside the rating scale 1 to 5"]),
+    ("1\t10\t4\n2\t10\t0\n", ["line 2", "a rating of 0 cannot be told from 'unrated'"]),
     ("\n\n", ["has no ratings"]),
 ])
 def test_bad_ratings_name_the_line(tmp_path, text, words):
     with pytest.raises(DataError) as e:
-        tae_ratings.read_ratings(write(tmp_path, text), scale=(1, 5))
+        tae_ratings.read_ratings(write(tmp_path, text), scale=(1, 5) if "\t0\n" not in text else (0, 5))
     for w in words:
         assert w in str(e.value), (w, str(e.value))
 

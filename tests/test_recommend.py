@@ -136,7 +136,7 @@ def test_recommend_lists_unrated_items_best_first(ratings_run, capsys):
     assert printed == ""  # no table header before the refusal
 
 
-@pytest.mark.parametrize("case", ["missing_column", "not_a_number", "no_rows", "no_overlap", "duplicate", "duplicate_spaced",
+@pytest.mark.parametrize("case", ["missing_column", "not_a_number", "no_rows", "no_overlap", "duplicate", "duplicate_spaced", "rating_zero",
                                   "out_of_stated_scale", "test_out_of_scale", "test_pair_trained", "scale_on_movielens",
                                   "split_on_file",
                                   "orientation_on_images", "xent", "dims", "encode_ratings", "recommend_images"])
@@ -149,6 +149,7 @@ def test_bad_ratings_input_is_one_line_and_writes_nothing(tmp_path, capsys, case
         "no_rows": (["--dataset", bad], "user,item,rating\n", "has no ratings"),
         "no_overlap": (["--dataset", path, "--test-file", bad], "9999,9999,3\n", "share no user and no item"),
         "duplicate": (["--dataset", bad], "1,2,4\n1,3,5\n2,2,1\n1,2,4\n", "lines 1 and 4 both rate item 2 by user 1"),
+        "rating_zero": (["--dataset", bad, "--rating-scale", "0,5"], "1,2,4\n1,3,0\n2,2,1\n", "line 2: a rating of 0"),
         "duplicate_spaced": (["--dataset", bad], "u i r\n\n1 2 4\n\n1 2 3\n", "lines 3 and 5 both rate item 2 by user 1"),
         "out_of_stated_scale": (["--dataset", bad, "--rating-scale", "1,5"], "1,2,4\n1,3,7\n",
                                 "line 2: the rating 7 is outside the rating scale 1 to 5"),
