@@ -221,15 +221,11 @@ def loss_terms(cfg, x, logits, reconstruction):
     return loss, tf.reduce_sum(squared, axis=1)
 
 
-def make_optimizer(cfg, global_step, first_step=0, decay_steps=None):
-    """The optimizer. Its learning rate is a callable (`learning_rate`), so that a step built inside
-    a while_loop reads the schedule at that step's global step."""
-    return OPTIMIZERS[cfg.optimizer](learning_rate(cfg, global_step, first_step, decay_steps))
-
-
 def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
-    """The schedule as a callable that builds the rate at the global step: cosine counts from
-    `first_step` (after the RBMs) over `decay_steps` (cfg.lr_decay_steps unless that is None)."""
+    """The schedule as a callable that builds the rate at the global step (the optimizer is given the
+    callable, so that a step built inside a while_loop reads the schedule at that step's global step):
+    cosine counts from `first_step` (after the RBMs) over `decay_steps` (cfg.lr_decay_steps unless
+    that is None)."""
     def lr():
         if cfg.lr_schedule == "cosine":  # a function of global_step, so it resumes where it stopped
             return tf1.train.cosine_decay(cfg.learning_rate, global_step - first_step,
