@@ -215,8 +215,8 @@ def compare(model, run, ds, out, log=print, progress=None):
     figure, label, levels, columns = task.compare_table(ds, baselines)
     for name, fields in COMPARE.items():
         variant = dataclasses.replace(model, **fields)
-        tied = run.epochs - run.epochs // 2 if run.tied_epochs is None else run.tied_epochs
-        sub = dataclasses.replace(run, tied_epochs=tied if variant.mode == "tied-untied" else None)
+        sub = dataclasses.replace(run, tied_epochs=tae_config.default_tied_epochs(run.epochs, variant.mode,
+                                                                                   run.tied_epochs))
         place = folder.variant(name)
         metrics = place.metrics()
         if not place.finished(run.epochs):

@@ -14,7 +14,7 @@ import pathlib
 from typing import Optional, Tuple
 
 from tf1_config import (ACTIVATIONS, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
-                        integer, number, unit_pair)
+                        default_tied_epochs, integer, number, unit_pair)
 
 PRETRAIN = ("none", "rbm")
 DATASETS = ("auto", "mnist", "fashion_mnist", "digits", "movielens")

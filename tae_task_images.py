@@ -12,8 +12,8 @@ import numpy as np
 import tae_config
 import tae_data
 import tae_figures
-from tae_config import AEConfig, ConfigError
 import tae_files
+from tae_config import AEConfig, ConfigError
 from tae_files import UsageError
 
 
@@ -140,9 +140,7 @@ def resolve(model_values, run, image_shape, width, num_examples, dataset_name=No
         values["dims"] = question_dims(image_shape)
     model = AEConfig(**values)
     epochs = run.epochs if run.epochs is not None else (10 if num_examples >= 20000 else 200)
-    tied = run.tied_epochs
-    if tied is None and model.mode == "tied-untied":
-        tied = epochs - epochs // 2
+    tied = tae_config.default_tied_epochs(epochs, model.mode, run.tied_epochs)
     validation = run.validation if run.validation is not None else default_validation(dataset_name, num_examples)
     run = dataclasses.replace(run, epochs=epochs, tied_epochs=tied, validation=validation)
     check(model, run, num_examples)

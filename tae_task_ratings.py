@@ -11,9 +11,9 @@ import numpy as np
 
 import tae_config
 import tae_figures
+import tae_files
 import tae_ratings
 from tae_config import RATINGS_DEFAULTS, RATINGS_EPOCHS, RATINGS_HIDDEN, AEConfig, ConfigError
-import tae_files
 from tae_files import UsageError
 
 
@@ -105,9 +105,7 @@ def resolve_ratings(model_values, run, width, rows):
     if run.pretrain != "none":
         raise ConfigError("pretrain", "rbm pretrains on images in [0, 1]; ratings train without it (--pretrain none)")
     epochs = run.epochs if run.epochs is not None else RATINGS_EPOCHS
-    tied = run.tied_epochs
-    if tied is None and model.mode == "tied-untied":
-        tied = epochs - epochs // 2
+    tied = tae_config.default_tied_epochs(epochs, model.mode, run.tied_epochs)
     run = dataclasses.replace(run, epochs=epochs, tied_epochs=tied)
     if run.batch_size > rows:
         raise ConfigError("batch_size", f"must be between 1 and the {rows} {run.orientation}s with training ratings "

@@ -177,6 +177,14 @@ class RBMConfig:
         integer("batch_size", self.batch_size, 1)
 
 
+def default_tied_epochs(epochs, mode, given=None):
+    """How many of `epochs` a `mode` model trains tied before the untie: `given`, else half, rounded
+    up, for tied-untied (Hinton & Salakhutdinov's tied start); None for the other modes."""
+    if mode != "tied-untied":
+        return None
+    return epochs - epochs // 2 if given is None else given
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """How a run's stages are laid out (tf1_tied_ae.build with a schedule): the RBMs first if any,
@@ -193,7 +201,7 @@ class Schedule:
         integer("batch_size", self.batch_size, 1)
         integer("tied_epochs", self.tied_epochs, 0, none_ok=True)
         if self.tied_epochs is None:
-            object.__setattr__(self, "tied_epochs", self.epochs - self.epochs // 2)
+            object.__setattr__(self, "tied_epochs", default_tied_epochs(self.epochs, "tied-untied"))
         elif self.tied_epochs > self.epochs:
             raise ConfigError("tied_epochs", f"must be between 0 and epochs ({self.epochs}); got {self.tied_epochs}")
         choice("sync_every", self.sync_every, SYNC_EVERY)
