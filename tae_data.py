@@ -321,11 +321,12 @@ def baselines(train, test, k, chunk=8192, fit=None):
     components fitted on the training part (the best linear code of that size for squared error).
     fit: fit_pca(train, k), when the caller has it already."""
     dim = train.shape[1]
-    mean = train.mean(axis=0, dtype=np.float64)
+    fit = fit or fit_pca(train, k, chunk)  # None above PCA_MAX_DIM
+    mean = fit[0] if fit else train.mean(axis=0, dtype=np.float64)
     result = {"mean": _errors(test, np.broadcast_to(mean, test.shape))}
-    if dim > PCA_MAX_DIM:
+    if fit is None:
         return dict(result, pca=None, pca_note=f"skipped: {dim} values per example (over {PCA_MAX_DIM})")
-    mean, top = fit or fit_pca(train, k, chunk)
+    top = fit[1]
     centred = test - mean
     return dict(result, pca=dict(_errors(test, centred @ top @ top.T + mean), components=int(top.shape[1])))
 
