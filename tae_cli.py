@@ -22,10 +22,9 @@ from tae_task_ratings import RatingsTask
 
 EXIT_BAD_INPUT = 2
 # The kinds of data train.py trains on, one Task each (tae_task_images.ImagesTask,
-# tae_task_ratings.RatingsTask). A Task has a `name`, `defaults` (AEConfig fields where no flag is
-# given), and: handles(dataset),
-# load(model, model_values, run) -> (model, run, data), record(data) (its part of config.json),
-# graph_input(data) -> (what the graph holds, examples, nnz), release(data), baselines(model, data),
+# tae_task_ratings.RatingsTask). A Task has a `name` and: handles(dataset), model_values(given flags) (AEConfig's
+# fields, the task's defaults where no flag is given), load(model, model_values, run) -> (model, run, data),
+# record(data) (its part of config.json), graph_input(data) -> (what the graph holds, examples, nnz), release(data), baselines(model, data),
 # scoring(model, data, baselines) (the epoch's figures, the final line, the run folder's figures),
 # compare_table(data, baselines), refuse_use(out, saved, whats, recommend). A third kind is a module
 # with such a class and an entry here.
@@ -324,7 +323,11 @@ def run_command(args, hold, program=Program(), progress=None):
         model = None
     task = task_of(run.dataset)
     if model_values is not None:  # before any data, with the task's defaults: a flag that does nothing fails at once
-        refuse_inert(AEConfig(**{**task.defaults, **model_values}), run, given, args.compare)
+        try:
+            early = AEConfig(**task.model_values(model_values))
+        except ConfigError as e:
+            raise config_error(e) from None
+        refuse_inert(early, run, given, args.compare)
     try:
         model, run, ds = task.load(model, model_values, run)
     except ConfigError as e:

@@ -168,7 +168,8 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
     "loss": option("mse (tf.losses.mean_squared_error) | xent (sigmoid cross-entropy on the logits) | masked_mse "
                    "(ratings: squared error over the non-zero inputs only, divided by their count; 0 means unrated)"),
     "trainable": option("what minimize(var_list=...) trains: all | encoder | decoder"),
-    "optimizer": option("adam | sgd"),
+    "optimizer": option("adam | lazyadam (with --sparse: only the rows a batch touches move, their moments "
+                        "decay only then; the weight decay too; docs/library.md) | sgd"),
     "learning_rate": option("learning rate", flag="--lr", parse=float),
     "lr_schedule": option("constant | cosine (decays to 0 by global step)"),
     "lr_decay_steps": option("cosine: training steps to decay over", parse=int,
@@ -187,6 +188,11 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
     "dense_refeed": option("DeepRecommender's dense re-feeding: after each step, a second update on the model's own "
                            "dense output f(x) as input and target: on | off", parse=parse_switch,
                            applies=(lambda m, r: m.loss == "masked_mse", "--loss masked_mse (ratings)")),
+    "sparse_input": option("ratings: train on each batch's ratings as a sparse tensor (the first layer from the "
+                           "ratings, the last only at the rated pairs: the same loss and gradients at the cost of the "
+                           "ratings) | off (the dense [batch, width] path)", flag="--sparse", parse=parse_switch,
+                           default_text="on for ratings with masked_mse, unless --gaussian-noise or --dense-refeed",
+                           applies=RATINGS),
     "dataset": option("auto (a local MNIST copy, else scikit-learn's digits) | mnist | fashion_mnist | digits | "
                       "path/to/data.npy or .npz | movielens (MovieLens 100K ratings) | path/to/ratings.csv or .tsv "
                       "(user, item, rating a line)"),

@@ -328,6 +328,20 @@ class Matrix(NamedTuple):
             out[k, self.columns[lo:hi]] = self.values[lo:hi]
         return out
 
+    def sparse(self, rows):
+        """Rows `rows` as (indices [k, 2] int64: (position in rows, column), values [k], shape):
+        what a tf.SparseTensor placeholder takes; row-major, columns sorted."""
+        rows = np.asarray(rows)
+        starts, counts = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        at = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+        indices = np.stack([np.repeat(np.arange(len(rows)), counts), self.columns[at]], axis=1)
+        return indices.astype(np.int64), self.values[at], (len(rows), self.shape[1])
+
+
+def dense_scorer(reconstruct, train_matrix):
+    """predict_parts' score from a whole-row reconstruction ([n, columns] -> [n, columns])."""
+    return lambda rows, at_rows, at_columns: reconstruct(train_matrix.dense(rows))[at_rows, at_columns]
+
 
 def positions(idx, ratings, orientation):
     """(row, column, usable) of each rating in the matrix of `orientation`; usable is False for a
@@ -348,12 +362,13 @@ def matrix(ratings, idx, orientation):
     return Matrix(indptr, cols[order].astype(np.int64), ratings.values[order].astype(np.float32), shape)
 
 
-def predict_parts(reconstruct, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):
+def predict_parts(score, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):
     """Predictions for each of `parts` (rating sets: validation, test; their values are never read):
-    each usable rating's row of the *training* matrix is reconstructed by `reconstruct` ([n, columns]
-    -> [n, columns], e.g. a Session running the model), once for all parts, and the rating's column
-    read off; cold ratings get `fallback` (the bias model's prediction). Clipped to the scale.
-    Returns [(predictions, usable mask)] in the order of `parts`."""
+    the model's output for each usable rating, from its row of the *training* matrix, the rows taken
+    a chunk at a time; cold ratings get `fallback` (the bias model's prediction). Clipped to the
+    scale. score(rows, at_rows, at_columns) -> [q]: the model's outputs for the training matrix's
+    `rows` at the pairs (at_rows[k] indexes rows) (`dense_scorer`, or a sparse one that computes
+    only those outputs). Returns [(predictions, usable mask)] in the order of `parts`."""
     where = [positions(idx, ratings, orientation) for ratings in parts]
     out = [np.asarray(bias_predictions(fallback, ratings, scale), np.float64) for ratings in parts]
     by_row = []  # each part's usable ratings ordered by row, and those rows: a chunk's ratings are a slice
@@ -364,11 +379,15 @@ def predict_parts(reconstruct, train_matrix, idx, parts, orientation, scale, fal
     wanted = np.unique(np.concatenate([rows[usable] for rows, _, usable in where]))
     for start in range(0, len(wanted), chunk):
         part = wanted[start:start + chunk]  # sorted: every usable rating with a row in [first, last] is here
-        recon = reconstruct(train_matrix.dense(part))
-        for (rows, cols, _), (pick, sorted_rows), predictions in zip(where, by_row, out):
+        takes = []
+        for (rows, _, _), (pick, sorted_rows) in zip(where, by_row):
             lo, hi = np.searchsorted(sorted_rows, [part[0], part[-1] + 1])
-            take = pick[lo:hi]
-            predictions[take] = recon[np.searchsorted(part, rows[take]), cols[take]]
+            takes.append(pick[lo:hi])
+        at_rows = np.concatenate([np.searchsorted(part, rows[take]) for (rows, _, _), take in zip(where, takes)])
+        found = score(part, at_rows, np.concatenate([cols[take] for (_, cols, _), take in zip(where, takes)]))
+        ends = np.cumsum([len(take) for take in takes])
+        for predictions, take, values in zip(out, takes, np.split(found, ends[:-1])):
+            predictions[take] = values
     return [(np.clip(p, *scale), usable) for p, (_, _, usable) in zip(out, where)]
 
 

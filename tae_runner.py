@@ -179,8 +179,9 @@ class Runner:
         self.bar = sys.stdout.isatty()
 
     def run_on(self, fetches, rows):
-        """The model's tensors `fetches` on `rows` fed as x (what the scoring evaluates with)."""
-        return self.sess.run(fetches, {self.ae.x: rows})
+        """The model's tensors `fetches` on `rows` fed as x, or on a dict of feeds (what the scoring
+        evaluates with)."""
+        return self.sess.run(fetches, rows if isinstance(rows, dict) else {self.ae.x: rows})
 
     def start(self, config):
         """Restore the newest checkpoint in the folder, or initialise and save ckpt-0; then write

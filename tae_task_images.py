@@ -21,7 +21,11 @@ class ImagesTask:
     """What train.py does with image data (the Task protocol: tae_cli.TASKS)."""
 
     name = "images"
-    defaults = {}  # AEConfig's own
+
+    @staticmethod
+    def model_values(given):
+        """AEConfig's fields from the given flags: AEConfig's own defaults elsewhere."""
+        return dict(given)
 
     @staticmethod
     def handles(dataset):

@@ -21,7 +21,16 @@ class RatingsTask:
     """What train.py does with ratings (the Task protocol: tae_cli.TASKS)."""
 
     name = "ratings"
-    defaults = RATINGS_DEFAULTS  # where a flag is not given
+
+    @staticmethod
+    def model_values(given):
+        """AEConfig's fields from the given flags: RATINGS_DEFAULTS where a flag is not given, and the
+        sparse path wherever it computes the same loss (masked_mse, no Gaussian noise, no re-feeding)."""
+        values = {**RATINGS_DEFAULTS, **given}
+        if "sparse_input" not in given:
+            values["sparse_input"] = values.get("loss") == "masked_mse" and not values.get("gaussian_noise") and \
+                not values.get("dense_refeed")
+        return values
 
     @staticmethod
     def handles(dataset):
@@ -92,8 +101,7 @@ def resolve_ratings(model_values, run, width, rows):
     """The configs of a new ratings run, once the validation ratings are carved out: width is the
     number of columns of the training matrix (users in the item orientation, items in the user one),
     rows the number of examples. RATINGS_DEFAULTS where a field is not given."""
-    values = {**RATINGS_DEFAULTS, "dims": (width, RATINGS_HIDDEN), **model_values}
-    model = AEConfig(**values)
+    model = AEConfig(**{"dims": (width, RATINGS_HIDDEN), **RatingsTask.model_values(model_values)})
     columns = "users" if run.orientation == "item" else "items"
     if model.dims[0] != width:
         raise ConfigError("dims", f"must start with {width}, the {columns} with training ratings (--orientation "
@@ -126,10 +134,16 @@ class RatingScoring:
         self.cfg, self.ds, self.baselines = cfg, ds, baselines
 
     def predictions(self, head, run, parts):
+        """The model's predictions of each of `parts` (tae_ratings.predict_parts): with a sparse head,
+        the outputs at the asked pairs alone, from the rows' ratings; else whole reconstructed rows."""
         ds = self.ds
-        reconstruct = lambda rows: run(head.reconstruction, rows)  # noqa: E731
-        return tae_ratings.predict_parts(reconstruct, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale,
-                                         ds.fallback)
+        if head.sparse is not None:
+            def score(rows, at_rows, at_columns):
+                return run(head.sparse.predictions, {head.sparse.input: ds.matrix.sparse(rows),
+                                                     head.sparse.pairs: np.stack([at_rows, at_columns], axis=1)})
+        else:
+            score = tae_ratings.dense_scorer(lambda rows: run(head.reconstruction, rows), ds.matrix)
+        return tae_ratings.predict_parts(score, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale, ds.fallback)
 
     def epoch(self, head, run):
         data, record = self.ds.data, {}

@@ -15,7 +15,7 @@ INITS = ("glorot", "snippet")
 ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "linear")
 LOSSES = ("mse", "xent", "masked_mse")
 TRAINABLE = ("all", "encoder", "decoder")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "lazyadam", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 SYNC_EVERY = ("step", "epoch")
 
@@ -79,7 +79,7 @@ class AEConfig:
     output_activation: Optional[str] = None  # linear | sigmoid; None: linear with mse, sigmoid with xent
     loss: str = "mse"  # mse (tf.losses.mean_squared_error) | xent (on the logits) | masked_mse (non-zero inputs only)
     trainable: str = "all"  # what minimize(var_list=...) trains: all | encoder | decoder
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | lazyadam (sparse_input: updates only the rows a batch touches) | sgd
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine (decays to 0 by global step)
     lr_decay_steps: Optional[int] = None  # cosine: steps to decay over; None: all the run's steps
@@ -91,6 +91,10 @@ class AEConfig:
     code_dropout: float = 0.0  # inverted dropout on the code
     hidden_dropout: float = 0.0  # inverted dropout on every hidden layer, encoder and decoder
     dense_refeed: bool = False  # DeepRecommender's dense re-feeding (masked_mse): a second update on f(x)
+    # masked_mse on a sparse (CSR) training set: training steps read each batch's ratings as a
+    # SparseTensor and compute the first layer from them and the last only at the rated pairs
+    # (tf1_sparse); the same model, loss and gradients as the dense batch, at the cost of the ratings
+    sparse_input: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "dims", sizes("dims", self.dims))
@@ -119,8 +123,19 @@ class AEConfig:
         number("weight_decay", self.weight_decay, positive=False)
         fraction("code_dropout", self.code_dropout)
         fraction("hidden_dropout", self.hidden_dropout)
-        if not isinstance(self.dense_refeed, bool):
-            raise ConfigError("dense_refeed", f"must be True or False; got {self.dense_refeed!r}")
+        for field in ("dense_refeed", "sparse_input"):
+            if not isinstance(getattr(self, field), bool):
+                raise ConfigError(field, f"must be True or False; got {getattr(self, field)!r}")
+        if self.sparse_input:
+            if self.loss != "masked_mse":
+                raise ConfigError("sparse_input", f"needs loss masked_mse (only the rated values count); got {self.loss}")
+            for field, why in (("gaussian_noise", "Gaussian noise makes every input value non-zero"),
+                               ("dense_refeed", "dense re-feeding trains on the dense output f(x)")):
+                if getattr(self, field):
+                    raise ConfigError("sparse_input", f"cannot go with {field}: {why}; turn one off")
+        if self.optimizer == "lazyadam" and not self.sparse_input:
+            raise ConfigError("optimizer", "lazyadam updates only the rows a sparse batch touches: it needs the sparse "
+                                           "path (ratings, masked_mse); on dense input it is adam: use adam")
 
 
 def trainable_names(cfg, finetune=False):

@@ -46,6 +46,7 @@ class Pipeline(NamedTuple):
     set_seconds_op: tf.Operation
     sparse_placeholders: Optional[tuple] = None  # sparse: (indptr [N+1] int64, columns [nnz] int64, values [nnz])
     # for load_rows_op, which then fills the CSR arrays in one call (rows_placeholder and offset are None)
+    next_sparse_batch: Optional[Callable[[], tf.SparseTensor]] = None  # sparse: the draw as a SparseTensor
 
 
 class Stage(NamedTuple):
@@ -88,7 +89,8 @@ def pipeline(num_examples, dim, kind="resident", nnz=None):
         batch = tf1.placeholder(tf.int64, [], name="batch_size")
         start = tf1.placeholder_with_default(tf.constant(0, tf.int64), [], name="start_step")
         steps = tf1.placeholder_with_default(1, [], name="steps")
-        begin, next_batch, init = INPUTS[kind](gather, order, batch, start, local)
+        begin, draw, init = INPUTS[kind](gather, order, batch, start, local)
+    next_batch = (lambda: densify(draw())) if nnz is not None else draw
     with tf1.variable_scope("progress"):
         figure_sum = tf1.get_variable("figure_sum", [], tf.float64, tf1.zeros_initializer(), trainable=False)
         seconds = tf1.get_variable("seconds", [], tf.float64, tf1.zeros_initializer(), trainable=False)
@@ -101,7 +103,8 @@ def pipeline(num_examples, dim, kind="resident", nnz=None):
                     rows_placeholder=rows, offset_placeholder=offset, load_rows_op=load_rows, order_placeholder=order,
                     batch_size_placeholder=batch, start_placeholder=start, start_epoch_op=start_epoch,
                     steps_placeholder=steps, next_batch=next_batch, figure_sum=figure_sum, seconds=seconds,
-                    seconds_placeholder=seconds_in, set_seconds_op=set_seconds, sparse_placeholders=sparse)
+                    seconds_placeholder=seconds_in, set_seconds_op=set_seconds, sparse_placeholders=sparse,
+                    next_sparse_batch=draw if nnz is not None else None)
 
 
 def _empty(shape, dtype, **_):  # reserves the memory without writing it (zeros would touch every page)
@@ -118,8 +121,8 @@ def _dense(num_examples, dim, local):
 
 
 def _sparse(num_examples, dim, nnz, local):
-    """A CSR matrix in three local variables; a draw of rows `index` scatters their stored values
-    into a dense [len(index), dim] batch (zeros elsewhere)."""
+    """A CSR matrix in three local variables (each row's columns sorted); a draw of rows `index` is
+    a SparseTensor [len(index), dim] of their stored values (`densify` makes it a dense batch)."""
     new = lambda name, dtype, shape: tf1.get_variable(name, shape, dtype, trainable=False,  # noqa: E731
                                                       collections=local, initializer=_empty)
     indptr, columns, values = new("indptr", tf.int64, [num_examples + 1]), new("columns", tf.int64, [nnz]), \
@@ -128,14 +131,19 @@ def _sparse(num_examples, dim, nnz, local):
              tf1.placeholder(tf.int64, [nnz], name="columns_in"), tf1.placeholder(tf.float32, [nnz], name="values_in"))
     load = tf.group(*[v.assign(f) for v, f in zip((indptr, columns, values), feeds)])
 
-    def gather(index):
+    def gather(index):  # a SparseTensor: row-major, each row's columns in the CSR's (sorted) order
         index = tf.cast(index, tf.int64)
         positions = tf.ragged.range(tf.gather(indptr, index), tf.gather(indptr, index + 1))
         where = tf.stack([positions.value_rowids(), tf.gather(columns, positions.flat_values)], axis=1)
         shape = tf.stack([tf.size(index, out_type=tf.int64), tf.constant(dim, tf.int64)])
-        return tf.scatter_nd(where, tf.gather(values, positions.flat_values), shape)
+        return tf.SparseTensor(where, tf.gather(values, positions.flat_values), shape)
 
     return (indptr, columns, values), load, gather, feeds
+
+
+def densify(batch):
+    """A SparseTensor batch as a dense one, zeros where nothing is stored."""
+    return tf.scatter_nd(batch.indices, batch.values, batch.dense_shape)
 
 
 def _resident(gather, order, batch, start, local):
@@ -180,15 +188,16 @@ def load(sess, pipe, data, rows=4096):
         sess.run(pipe.load_rows_op, {pipe.rows_placeholder: data[start : start + rows], pipe.offset_placeholder: start})
 
 
-def multi_step(pipe, step_fn):
+def multi_step(pipe, step_fn, sparse=False):
     """n steps in one tf.while_loop, n = pipe.steps_placeholder: [n] float32, each step's figure.
 
-    step_fn(batch) builds one step on a freshly drawn batch and returns (figure, update op); the
+    step_fn(batch) builds one step on a freshly drawn batch (sparse: the SparseTensor draw of a
+    sparse pipeline) and returns (figure, update op); the
     figure is computed before the update, as sess.run([loss, train_op]) gives it. The control
     dependency orders each step's reads after the previous step's writes. The figures' sum is
     added to progress/figure_sum in the same Session call."""
     def body(i, figures):
-        figure, update = step_fn(pipe.next_batch())
+        figure, update = step_fn(pipe.next_sparse_batch() if sparse else pipe.next_batch())
         with tf.control_dependencies([update]):
             return i + 1, figures.write(i, tf.identity(figure))
 

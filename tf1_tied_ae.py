@@ -44,13 +44,15 @@ import tensorflow as tf
 
 import tf1_input
 import tf1_rbm
+import tf1_sparse
 from tf1_config import (MODES, TRAINABLE, AEConfig, ConfigError, RBMConfig, Schedule,  # noqa: F401  (re-exported)
                         trainable_names, variable_shapes)
 
 tf1 = tf.compat.v1
 ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "selu": tf.nn.selu, "tanh": tf.tanh,
                "linear": tf.identity}
-OPTIMIZERS = {"adam": tf1.train.AdamOptimizer, "sgd": tf1.train.GradientDescentOptimizer}
+OPTIMIZERS = {"adam": tf1.train.AdamOptimizer, "lazyadam": tf1_sparse.LazyAdamOptimizer,
+              "sgd": tf1.train.GradientDescentOptimizer}
 
 
 class Training(NamedTuple):
@@ -76,6 +78,18 @@ class Head(NamedTuple):
     training: Training  # the training step's own pass on x (regularisers applied)
     decoder: str  # "tied" (the encoder's kernels, transposed) or "untied" (the decoder's own kernels)
     learning_rate: tf.Tensor  # scalar float32: the rate the next step uses (the schedule at global_step)
+    sparse: Optional["SparsePass"] = None  # cfg.sparse_input: the same head on sparse input
+
+
+class SparsePass(NamedTuple):
+    """A head on a fed SparseTensor of ratings (cfg.sparse_input; tf1_sparse): the rows' stored
+    values are the input and the target, as the dense x is on the dense path."""
+
+    input: tf.SparseTensor  # [batch, dims[0]] placeholder: each row's stored ratings (sorted, row-major)
+    pairs: tf.Tensor  # [q, 2] int64 placeholder: (row of input, column) pairs to predict
+    predictions: tf.Tensor  # [q] the clean model's output at pairs (after the output activation)
+    training: Training  # the training pass on input (input and code of it are None: nothing dense)
+    train_op: tf.Operation  # one step on the fed input, like Head.train_op
 
 
 class AutoEncoder(NamedTuple):
@@ -132,26 +146,30 @@ def _keep(h, layer, drop):
     return h if drop is None else drop(h, layer)
 
 
-def encode(cfg, x, kernels, biases, drop=None):
+def encode(cfg, x, kernels, biases, drop=None, first=None):
     """x [batch, dims[0]] -> code [batch, dims[-1]]: f(h W_i + b_i), code_activation last.
-    drop(h, layer): dropout after each layer's activation in training (`regularisers`)."""
+    drop(h, layer): dropout after each layer's activation in training (`regularisers`).
+    first: x W_0 computed otherwise (the sparse path's tf1_sparse.first_layer); x is then unused."""
     h = x
     for i, (w, b) in enumerate(zip(kernels, biases)):
         act = cfg.code_activation if i == len(kernels) - 1 else cfg.activation
-        h = _keep(ACTIVATIONS[act](tf.matmul(h, w) + b), i, drop)
+        h = _keep(ACTIVATIONS[act]((first if i == 0 and first is not None else tf.matmul(h, w)) + b), i, drop)
     return h
 
 
-def decode(cfg, code, biases, kernels=None, encoder_kernels=None, drop=None):
+def decode(cfg, code, biases, kernels=None, encoder_kernels=None, drop=None, last=None):
     """code [batch, dims[-1]] -> (logits, reconstruction), both [batch, dims[0]].
 
     Pass `kernels` (untied: V_j) or `encoder_kernels` (tied: V_j = W_{L-1-j}^T). drop: as encode's,
-    on the decoder's hidden layers (numbered on from the encoder's).
+    on the decoder's hidden layers (numbered on from the encoder's). last(g): the last layer's logits
+    computed otherwise (the sparse path's outputs at the rated pairs only, tf1_sparse.at_pairs).
     """
     g = code
     n = len(biases)
     for j in range(n):
-        if kernels is not None:
+        if j == n - 1 and last is not None:
+            g = last(g)
+        elif kernels is not None:
             g = tf.matmul(g, kernels[j]) + biases[j]
         else:
             # THE TYING: decoder layer j multiplies by the transpose of encoder layer L-1-j. The
@@ -172,16 +190,27 @@ def regularisers(cfg, global_step):
     keyed by (seed, purpose, global step), so a resumed run draws what an uninterrupted one would.
 
     corrupt: masking noise (each value kept with probability 1 - mask_noise, else 0: the denoising
-    autoencoder's corruption as in Theano's dA), then Gaussian noise. drop: inverted dropout,
-    code_dropout on the code (layer L-1), hidden_dropout on every other layer but the output."""
+    autoencoder's corruption as in Theano's dA), then Gaussian noise. With masked_mse the masking
+    draws one number per stored (non-zero) value, in row-major order, so that the dense and the
+    sparse path (corrupt_values, on a SparseTensor's values) mask the same ratings. drop: inverted
+    dropout, code_dropout on the code (layer L-1), hidden_dropout on every other layer but the output.
+    Returns (corrupt, corrupt_values, drop)."""
     seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
     code_layer = len(cfg.dims) - 2
 
     def key(purpose):  # purpose 0: masking, 1: Gaussian, 2 + layer: dropout
         return tf.stack([tf.constant(seed * 1024 + 512 + purpose, tf.int64), global_step.read_value()])
 
+    def corrupt_values(values):  # masked_mse: the stored values, in row-major order
+        if not cfg.mask_noise:
+            return values
+        return values * tf.cast(tf.random.stateless_uniform(tf.shape(values), key(0)) >= cfg.mask_noise, values.dtype)
+
     def corrupt(x):
-        if cfg.mask_noise:
+        if cfg.mask_noise and cfg.loss == "masked_mse":  # only the ratings are drawn for: as the sparse path
+            stored = tf.where(tf.not_equal(x, 0.0))
+            x = tf.scatter_nd(stored, corrupt_values(tf.gather_nd(x, stored)), tf.shape(x, out_type=tf.int64))
+        elif cfg.mask_noise:
             x = x * tf.cast(tf.random.stateless_uniform(tf.shape(x), key(0)) >= cfg.mask_noise, x.dtype)
         if cfg.gaussian_noise:
             x = x + cfg.gaussian_noise * tf.random.stateless_normal(tf.shape(x), key(1))
@@ -194,16 +223,27 @@ def regularisers(cfg, global_step):
         keep = tf.random.stateless_uniform(tf.shape(h), key(2 + layer)) >= rate
         return h * (1.0 / (1.0 - rate)) * tf.cast(keep, h.dtype)
 
-    return corrupt, drop
+    return corrupt, corrupt_values, drop
 
 
-def weight_decay(cfg, var_list):
+def weight_decay(cfg, var_list, touched=None):
     """weight_decay * sum(w^2) / 2 over the kernels in var_list: the gradient adds weight_decay * W.
-    A tied model's kernels are each in var_list once, so each is decayed once."""
+    A tied model's kernels are each in var_list once, so each is decayed once.
+
+    touched (lazyadam on the sparse path): the batch's distinct items; the two wide kernels (the
+    first encoder kernel's rows, the last decoder kernel's columns) are decayed at those only, so
+    the decay's gradient touches no other row."""
     kernels = [v for v in var_list if v.op.name.endswith("/kernel")]
     if not cfg.weight_decay or not kernels:
         return None
-    return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(w) for w in kernels])
+    last = f"decoder/layer_{len(cfg.dims) - 2}/kernel"
+
+    def part(w):
+        if touched is None or w.op.name not in ("encoder/layer_0/kernel", last):
+            return w
+        return tf.nn.embedding_lookup(w, touched) if w.op.name.startswith("encoder/") else tf.gather(w, touched, axis=1)
+
+    return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(part(w)) for w in kernels])
 
 
 def loss_terms(cfg, x, logits, reconstruction):
@@ -256,16 +296,34 @@ class _Parts(NamedTuple):
 
 def head(parts, name, untied, var_list, rate, after=None):
     """A Head on the model's `x` and, with a pipeline, its multi-step tensor on drawn batches.
-    untied: decode with the decoder's own kernels (untied, sync, finetune) or W^T (tied)."""
+    untied: decode with the decoder's own kernels (untied, sync, finetune) or W^T (tied).
+    With cfg.sparse_input the Head also has a SparsePass, and the drawn batches are sparse."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
     optimizer = OPTIMIZERS[cfg.optimizer](rate)  # rate: learning_rate's callable
-    corrupt, drop = regularisers(cfg, parts.global_step)
+    corrupt, corrupt_values, drop = regularisers(cfg, parts.global_step)
 
     def forward(x, inputs, drop=None):  # the reconstruction of `inputs` is scored against x
         code = encode(cfg, inputs, enc_w, enc_b, drop)
         logits, recon = decode(cfg, code, dec_b, kernels=dec_w, drop=drop) if untied else decode(
             cfg, code, dec_b, encoder_kernels=enc_w, drop=drop)
         return (code, recon, *loss_terms(cfg, x, logits, recon))
+
+    def sparse_forward(batch, inputs, pairs=None, drop=None):
+        """(code, output at pairs, the distinct input items) of a SparseTensor batch whose values are
+        replaced by `inputs`; pairs [q, 2] (row, column), None: the batch's own rated pairs."""
+        found = tf1_sparse.lookup(enc_w[0], batch.indices[:, 1])
+        code = encode(cfg, None, enc_w, enc_b, drop, first=tf1_sparse.first_layer(batch, inputs, found))
+        if pairs is None:
+            asked, where = batch.indices, found.where
+            columns = found.rows if not untied else tf1_sparse.columns_of(dec_w[-1], found.items)
+        else:  # other pairs than the input's: their own distinct columns
+            asked = pairs
+            items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)
+            columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf.nn.embedding_lookup(enc_w[0], items)
+        last = lambda g: tf1_sparse.at_pairs(g, asked[:, 0], where, columns, dec_b[-1], asked[:, 1])  # noqa: E731
+        _, output = decode(cfg, code, dec_b, kernels=dec_w if untied else None,
+                           encoder_kernels=None if untied else enc_w, drop=drop, last=last)
+        return code, output, found.items
 
     def training(x, clean=None):
         if clean is not None and not regularised(cfg):
@@ -275,6 +333,13 @@ def head(parts, name, untied, var_list, rate, after=None):
             code, _, loss, _ = forward(x, noisy, drop)
         decay = weight_decay(cfg, var_list)
         return Training(noisy, code, loss, loss if decay is None else loss + decay)
+
+    def sparse_training(batch):  # masked_mse over the batch's stored values: those of `training` on its dense form
+        code, output, items = sparse_forward(batch, corrupt_values(batch.values), drop=drop)
+        squared = tf.math.squared_difference(batch.values, output)
+        loss = tf.reduce_sum(squared) / tf.maximum(tf.cast(tf.size(squared), tf.float32), 1.0)
+        decay = weight_decay(cfg, var_list, touched=items if cfg.optimizer == "lazyadam" else None)
+        return Training(None, code, loss, loss if decay is None else loss + decay)
 
     def step(objective, x):  # sync's frozen copies are outside var_list: no gradient reaches W through them
         update = optimizer.minimize(objective, parts.global_step, var_list=list(var_list))
@@ -292,19 +357,26 @@ def head(parts, name, untied, var_list, rate, after=None):
             return after()
 
     def loop_step(batch):  # the same step on a drawn batch, inside the multi-step loop
-        trained = training(batch)
+        trained = sparse_training(batch) if cfg.sparse_input else training(batch)
         return trained.loss, step(trained.objective, batch)
 
     with tf1.variable_scope(name):  # the optimizer's slots: name/<variable>/Adam...
         clean = forward(parts.x, parts.x)
         trained = training(parts.x, clean)
         train_op = step(trained.objective, parts.x)
-        steps = tf1_input.multi_step(parts.pipe, loop_step) if parts.pipe is not None else None
+        sparse = None
+        if cfg.sparse_input:
+            fed = tf1.sparse_placeholder(tf.float32, [None, cfg.dims[0]], name="sparse_x")
+            pairs = tf1.placeholder(tf.int64, [None, 2], name="pairs")
+            sparse_trained = sparse_training(fed)
+            sparse = SparsePass(input=fed, pairs=pairs, predictions=sparse_forward(fed, fed.values, pairs)[1],
+                                training=sparse_trained, train_op=step(sparse_trained.objective, None))
+        steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None else None
         now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
     code, reconstruction, loss, sse = clean
     return Head(code=code, reconstruction=reconstruction, loss=loss, sse=sse, train_op=train_op,
                 var_list=tuple(var_list), training=trained, decoder="untied" if untied else "tied",
-                learning_rate=now), steps
+                learning_rate=now, sparse=sparse), steps
 
 
 def stage(name, epochs, first_epoch, first_step, schedule, pipe, steps, head_, enter=None, epoch_end=None):
@@ -327,6 +399,8 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
         raise TypeError("build takes an AEConfig")
     if (schedule is None) != (num_examples is None) or not isinstance(schedule, (Schedule, type(None))):
         raise ValueError("give both a tf1_config.Schedule and num_examples, or neither")
+    if cfg.sparse_input and schedule is not None and nnz is None:
+        raise ValueError("sparse_input trains on a sparse training set: give nnz (the CSR matrix's stored values)")
     graph = tf.Graph()
     with graph.as_default():
         if cfg.seed is not None:

@@ -125,12 +125,20 @@ def test_predictions_read_only_training_ratings(orientation):
     dense = m.dense(np.arange(m.shape[0]))
     assert np.count_nonzero(dense) == len(train)
     weights = rng.rand(m.shape[1], m.shape[1])
-    reconstruct = lambda rows: rows @ weights  # noqa: E731  (any function of the fed rows)
+    score = tae_ratings.dense_scorer(lambda rows: rows @ weights, m)  # any function of the fed rows
+
+    def sparse_score(rows, at_rows, at_columns):  # the same function, from the sparse rows (the sparse path's feed)
+        indices, values, shape = m.sparse(rows)
+        fed = np.zeros(shape, np.float32)
+        fed[indices[:, 0], indices[:, 1]] = values
+        return (fed @ weights)[at_rows, at_columns]
+
     fallback = tae_ratings.biases(train)
-    [(got, usable)] = tae_ratings.predict_parts(reconstruct, m, idx, [test], orientation, (1, 5), fallback, chunk=3)
+    [(got, usable)] = tae_ratings.predict_parts(score, m, idx, [test], orientation, (1, 5), fallback, chunk=3)
     changed = tae_ratings.Ratings(test.users, test.items, 6 - test.values)
-    [(again, _)] = tae_ratings.predict_parts(reconstruct, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
-    assert np.array_equal(got, again) and usable.tolist() == [True, True, False, False]
+    [(again, _)] = tae_ratings.predict_parts(score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
+    [(sparse, _)] = tae_ratings.predict_parts(sparse_score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
+    assert np.array_equal(got, again) and np.array_equal(got, sparse) and usable.tolist() == [True, True, False, False]
     rows, cols, _ = tae_ratings.positions(idx, test, orientation)
     full = np.clip(dense @ weights, 1, 5)
     np.testing.assert_allclose(got[:2], full[rows[:2], cols[:2]], rtol=1e-6)

@@ -1,0 +1,96 @@
+"""The ratings autoencoder's training step at the cost of the ratings: the pieces tf1_tied_ae builds
+its sparse path from, and the lazy Adam update that goes with it. TF 1.15's API only.
+
+With masked_mse only the stored (rated) values of a batch count, so a step needs neither the dense
+batch nor the dense output (AutoRec's own code, NNRec, scores only observed entries):
+
+    first layer   h_b = sum over the ratings (b, c, r) of r * W_0[c, :]: the batch's items' rows of
+                  W_0, looked up once per distinct item (`lookup`), weighted and summed per row
+                  (`first_layer`); not a [batch, width] x [width, hidden] product
+    last layer    y_(b,c) = g_b . V_last[:, c] + bias_last[c], only at the pairs asked for
+                  (`at_pairs`): tied, V_last = W_0^T, so the columns are the rows `lookup` found; untied,
+                  the decoder's own kernel's columns, gathered along axis 1
+
+The gradients reaching W_0 (both of them, tied) and the biases are IndexedSlices over the batch's
+distinct items. The untied decoder kernel is [hidden, width] and its columns are read along axis 1,
+whose gradient TensorFlow makes dense: that kernel is updated whole, as on the dense path.
+
+`LazyAdamOptimizer` applies an IndexedSlices gradient to those rows only (TF 1.x's
+tf.contrib.opt.LazyAdamOptimizer did the same): a row's moments decay only on the steps that touch
+it. tf.train.AdamOptimizer, given the same IndexedSlices, decays every row's moments and moves
+every row each step: exact Adam, at the cost of the whole kernel.
+
+Everything here reads the kernels through tf.nn.embedding_lookup and tf.gather, the ops TensorFlow
+gives partitioned variables.
+"""
+from typing import NamedTuple
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+
+class Lookup(NamedTuple):
+    """What `lookup` found for a batch's ratings."""
+
+    items: tf.Tensor  # [u] int64: the distinct column ids
+    where: tf.Tensor  # [k] int64: each rating's index into items
+    rows: tf.Tensor  # [u, hidden]: the kernel's rows for items
+
+
+def lookup(kernel, columns):
+    """The rows of `kernel` ([width, hidden]) for the distinct `columns` ([k] int64), once each."""
+    items, where = tf.unique(columns, out_idx=tf.int64)
+    return Lookup(items, where, tf.nn.embedding_lookup(kernel, items))
+
+
+def first_layer(batch, inputs, found):
+    """The first layer's pre-activation without its bias, [batch rows, hidden]: each row's ratings
+    (`inputs`, the batch's values after any masking) times W_0's rows (`found`, from `lookup` on the
+    batch's columns), summed per row. Rows with no ratings give 0."""
+    weighted = tf.gather(found.rows, found.where) * tf.expand_dims(inputs, 1)
+    return tf.math.unsorted_segment_sum(weighted, batch.indices[:, 0], batch.dense_shape[0])
+
+
+def columns_of(kernel, items):
+    """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items), hidden]).
+    A gather along axis 1: its gradient is dense (the whole kernel)."""
+    return tf.transpose(tf.gather(kernel, items, axis=1))
+
+
+def at_pairs(g, pairs_rows, where, columns_rows, bias, pair_columns):
+    """The last layer's logits at each asked pair [q]: g [batch, hidden] is the last hidden layer;
+    pairs_rows [q] each pair's row in the batch; columns_rows [u, hidden] the last kernel's columns
+    (transposed) for the distinct items; where [q] each pair's index into them."""
+    return tf.reduce_sum(tf.gather(g, pairs_rows) * tf.gather(columns_rows, where), axis=1) + tf.gather(
+        bias, pair_columns)
+
+
+class LazyAdamOptimizer(tf1.train.AdamOptimizer):
+    """Adam that, given an IndexedSlices gradient, updates only the rows it names: their first and
+    second moments take the step's gradient and the rows move; the other rows, and their moments,
+    stay as they are (TF 1.x's tf.contrib.opt.LazyAdamOptimizer). A dense gradient gets exact Adam.
+
+    What it changes about the objective's optimisation: a row's moments decay once per step that
+    touches it rather than once per step, so a rarely rated item keeps momentum from long ago and
+    takes larger steps than under exact Adam; the bias correction still counts all steps. With no
+    rows skipped (every row in every batch) it is exact Adam."""
+
+    def _lazy_rows(self, var, indices, grad):  # indices are distinct: the base class sums duplicates first
+        dtype = var.dtype.base_dtype
+        beta1_power, beta2_power = self._get_beta_accumulators()
+        beta1, beta2 = tf.cast(self._beta1_t, dtype), tf.cast(self._beta2_t, dtype)
+        rate = tf.cast(self._lr_t, dtype) * tf.sqrt(1 - tf.cast(beta2_power, dtype)) / (1 - tf.cast(beta1_power, dtype))
+        m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
+        m_rows = beta1 * tf.gather(m, indices) + (1 - beta1) * grad
+        v_rows = beta2 * tf.gather(v, indices) + (1 - beta2) * tf.square(grad)
+        moments = [tf1.scatter_update(m, indices, m_rows), tf1.scatter_update(v, indices, v_rows)]
+        with tf.control_dependencies(moments):
+            step = tf1.scatter_sub(var, indices, rate * m_rows / (tf.sqrt(v_rows) + tf.cast(self._epsilon_t, dtype)))
+        return tf.group(step, *moments)
+
+    def _resource_apply_sparse(self, grad, var, indices):
+        return self._lazy_rows(var, indices, grad)
+
+    def _apply_sparse(self, grad, var):  # reference variables (TF 1.x without resource variables)
+        return self._lazy_rows(var, grad.indices, grad.values)
