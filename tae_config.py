@@ -334,8 +334,27 @@ def early_configs(given, preset=None):
     model, run = (dict(part) for part in PRESETS.get(preset, ({}, {})))
     model.update({f.field: v for f, v in given.items() if f.owner is AEConfig})
     run.update({f.field: v for f, v in given.items() if f.owner is RunConfig})
-    AEConfig(**model)  # dims from the data later; the default stands in for the check
-    return model, RunConfig(**run)
+    run = RunConfig(**run)
+    AEConfig(**(ratings_model_values(model) if is_ratings(run.dataset) else model))  # dims: the default stands in
+    return model, run
+
+
+SPARSE_BELOW = 0.5  # the sparse path by default when a batch's ratings fall in fewer than this share of the columns
+
+
+def ratings_model_values(given, block_share=None):
+    """A ratings run's AEConfig fields: RATINGS_DEFAULTS where a flag is not given; and, unless
+    --sparse is given, the sparse path wherever it computes the same loss (masked_mse, no Gaussian
+    noise, no dense re-feeding) and pays: the sparse step's products span the columns a batch rates
+    (`block_share` of them, tae_ratings.Matrix.block_share), the dense step's all of them; below
+    SPARSE_BELOW (or with --optimizer lazyadam, which needs it) it is the sparse path. block_share
+    None (before the data is read): the sparse path stands in."""
+    values = {**RATINGS_DEFAULTS, **given}
+    if "sparse_input" not in given:
+        same = values.get("loss") == "masked_mse" and not values.get("gaussian_noise") and not values.get("dense_refeed")
+        pays = block_share is None or block_share < SPARSE_BELOW or values.get("optimizer") == "lazyadam"
+        values["sparse_input"] = same and pays
+    return values
 
 
 def non_default(config):

@@ -328,13 +328,29 @@ class Matrix(NamedTuple):
             out[k, self.columns[lo:hi]] = self.values[lo:hi]
         return out
 
+    def block_share(self, batch_size, seed=0, batches=8):
+        """The mean share of the columns that a batch of `batch_size` random rows has ratings in
+        (over a few seeded batches): what the sparse path's products span, against all columns."""
+        rng = np.random.RandomState(seed)
+        shares = []
+        for _ in range(batches):
+            rows = rng.choice(self.shape[0], batch_size, replace=False)
+            shares.append(len(np.unique(self.columns[self.sparse_positions(rows)])) / self.shape[1])
+        return float(np.mean(shares))
+
+    def sparse_positions(self, rows):
+        """The positions in columns/values of rows' stored values, row by row."""
+        rows = np.asarray(rows)
+        starts, counts = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
+        return np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
+
     def sparse(self, rows):
         """Rows `rows` as (indices [k, 2] int64: (position in rows, column), values [k], shape):
         what a tf.SparseTensor placeholder takes; row-major, columns sorted."""
         rows = np.asarray(rows)
-        starts, counts = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
-        at = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts) + np.arange(counts.sum())
-        indices = np.stack([np.repeat(np.arange(len(rows)), counts), self.columns[at]], axis=1)
+        at = self.sparse_positions(rows)
+        indices = np.stack([np.repeat(np.arange(len(rows)), self.indptr[rows + 1] - self.indptr[rows]),
+                            self.columns[at]], axis=1)
         return indices.astype(np.int64), self.values[at], (len(rows), self.shape[1])
 
 

@@ -22,15 +22,7 @@ class RatingsTask:
 
     name = "ratings"
 
-    @staticmethod
-    def model_values(given):
-        """AEConfig's fields from the given flags: RATINGS_DEFAULTS where a flag is not given, and the
-        sparse path wherever it computes the same loss (masked_mse, no Gaussian noise, no re-feeding)."""
-        values = {**RATINGS_DEFAULTS, **given}
-        if "sparse_input" not in given:
-            values["sparse_input"] = values.get("loss") == "masked_mse" and not values.get("gaussian_noise") and \
-                not values.get("dense_refeed")
-        return values
+    model_values = staticmethod(tae_config.ratings_model_values)
 
     @staticmethod
     def handles(dataset):
@@ -46,7 +38,7 @@ class RatingsTask:
         tae_ratings.split_validation(data, run.validation)
         ds = tae_ratings.arrange(data, run.orientation)
         if model is None:
-            model, run = resolve_ratings(model_values, run, ds.width, ds.rows)
+            model, run = resolve_ratings(model_values, run, ds.width, ds.rows, ds.matrix)
         elif model.dims[0] != ds.width:
             raise UsageError(f"the ratings in {data.source} give {ds.width} columns, not the run's {model.dims[0]}; "
                              "they changed since the run started: start a new run")
@@ -97,11 +89,13 @@ def ratings_validation(run, num_ratings):
     return dataclasses.replace(run, validation=validation)
 
 
-def resolve_ratings(model_values, run, width, rows):
+def resolve_ratings(model_values, run, width, rows, matrix=None):
     """The configs of a new ratings run, once the validation ratings are carved out: width is the
     number of columns of the training matrix (users in the item orientation, items in the user one),
-    rows the number of examples. RATINGS_DEFAULTS where a field is not given."""
-    model = AEConfig(**{"dims": (width, RATINGS_HIDDEN), **RatingsTask.model_values(model_values)})
+    rows the number of examples. RATINGS_DEFAULTS where a field is not given; the path (--sparse)
+    from the training matrix's batches (tae_config.ratings_model_values)."""
+    share = matrix.block_share(run.batch_size) if matrix is not None and run.batch_size <= rows else None
+    model = AEConfig(**{"dims": (width, RATINGS_HIDDEN), **tae_config.ratings_model_values(model_values, share)})
     columns = "users" if run.orientation == "item" else "items"
     if model.dims[0] != width:
         raise ConfigError("dims", f"must start with {width}, the {columns} with training ratings (--orientation "

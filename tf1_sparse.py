@@ -47,15 +47,25 @@ def lookup(kernel, columns):
 def first_layer(batch, inputs, found):
     """The first layer's pre-activation without its bias, [batch rows, hidden]: each row's ratings
     (`inputs`, the batch's values after any masking) times W_0's rows (`found`, from `lookup` on the
-    batch's columns), summed per row. Rows with no ratings give 0."""
-    weighted = tf.gather(found.rows, found.where) * tf.expand_dims(inputs, 1)
-    return tf.math.unsorted_segment_sum(weighted, batch.indices[:, 0], batch.dense_shape[0])
+    batch's columns), summed per row. Computed as a dense product of the batch's compact block
+    [rows, distinct items] (zeros where a row has no rating of an item) with those rows of W_0: its
+    gradient is dense over the distinct items and nothing else. Rows with no ratings give 0."""
+    where = tf.stack([batch.indices[:, 0], found.where], axis=1)
+    block = tf.scatter_nd(where, inputs, tf.stack([batch.dense_shape[0], tf.size(found.items, out_type=tf.int64)]))
+    return tf.matmul(block, found.rows)
 
 
 def columns_of(kernel, items):
     """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items), hidden]).
     A gather along axis 1: its gradient is dense (the whole kernel)."""
     return tf.transpose(tf.gather(kernel, items, axis=1))
+
+
+def at_pairs_block(g, pairs_rows, where, columns_rows, bias, pair_columns):
+    """at_pairs as one product: every row of g against every distinct item ([rows, u]), then the
+    asked pairs read off. Cheaper than the per-pair products when the pairs are many per row."""
+    every = tf.matmul(g, columns_rows, transpose_b=True)
+    return tf.gather_nd(every, tf.stack([pairs_rows, where], axis=1)) + tf.gather(bias, pair_columns)
 
 
 def at_pairs(g, pairs_rows, where, columns_rows, bias, pair_columns):
