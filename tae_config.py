@@ -31,10 +31,10 @@ PRESETS = {
 }
 # A ratings run's defaults, where a flag is not given (measured on MovieLens 100K's u1 validation
 # ratings; benchmarks/README.md): I-AutoRec's 500 sigmoid units, untied, weight decay, 10% masking
-# noise, Adam at 3e-3 with a cosine decay over 80 epochs.
+# noise, lazy Adam at 3e-3 (on the sparse path; Adam on the dense one) with a cosine decay over 80 epochs.
 RATINGS_HIDDEN, RATINGS_EPOCHS = 500, 80
 RATINGS_DEFAULTS = dict(mode="untied", loss="masked_mse", code_activation="sigmoid", lr_schedule="cosine",
-                        weight_decay=3e-3, mask_noise=0.1, learning_rate=3e-3)
+                        weight_decay=3e-3, mask_noise=0.1, learning_rate=3e-3, optimizer="lazyadam")
 
 
 def parse_ints(text):
@@ -339,21 +339,24 @@ def early_configs(given, preset=None):
     return model, run
 
 
-SPARSE_BELOW = 0.5  # the sparse path by default when a batch's ratings fall in fewer than this share of the columns
+SPARSE_BELOW = 0.5  # with adam: the sparse path by default when a batch's ratings span less of the columns
 
 
 def ratings_model_values(given, block_share=None):
-    """A ratings run's AEConfig fields: RATINGS_DEFAULTS where a flag is not given; and, unless
-    --sparse is given, the sparse path wherever it computes the same loss (masked_mse, no Gaussian
-    noise, no dense re-feeding) and pays: the sparse step's products span the columns a batch rates
-    (`block_share` of them, tae_ratings.Matrix.block_share), the dense step's all of them; below
-    SPARSE_BELOW (or with --optimizer lazyadam, which needs it) it is the sparse path. block_share
-    None (before the data is read): the sparse path stands in."""
+    """A ratings run's AEConfig fields: RATINGS_DEFAULTS where a flag is not given. Unless --sparse
+    is given, the sparse path wherever it computes the same loss (masked_mse, no Gaussian noise, no
+    dense re-feeding) and either lazyadam (the default, which needs it) trains or it pays with adam:
+    the sparse step's products span the columns a batch rates (`block_share` of them,
+    tae_ratings.Matrix.block_share), the dense step's all, and exact Adam moves every row either
+    way; below SPARSE_BELOW it pays (None, before the data is read: it stands in as paying). On the
+    dense path the default optimizer is adam."""
     values = {**RATINGS_DEFAULTS, **given}
     if "sparse_input" not in given:
         same = values.get("loss") == "masked_mse" and not values.get("gaussian_noise") and not values.get("dense_refeed")
-        pays = block_share is None or block_share < SPARSE_BELOW or values.get("optimizer") == "lazyadam"
+        pays = values.get("optimizer") == "lazyadam" or block_share is None or block_share < SPARSE_BELOW
         values["sparse_input"] = same and pays
+    if not values["sparse_input"] and "optimizer" not in given and values["optimizer"] == "lazyadam":
+        values["optimizer"] = "adam"
     return values
 
 

@@ -35,13 +35,20 @@ class Lookup(NamedTuple):
 
     items: tf.Tensor  # [u] int64: the distinct column ids
     where: tf.Tensor  # [k] int64: each rating's index into items
-    rows: tf.Tensor  # [u, hidden]: the kernel's rows for items
+    rows: tf.Tensor  # [u + 1, hidden]: the kernel's rows for items, then a row of zeros (`padded`)
+
+
+def padded(rows):
+    """rows with a row of zeros after them, so that no product below is empty: a batch without a
+    rating has no items, and oneDNN's MatMul aborts the process (not an error: an abort) on an
+    operand with no elements (TF 2.21, oneDNN on). Nothing indexes the extra row."""
+    return tf.pad(rows, [[0, 1], [0, 0]])
 
 
 def lookup(kernel, columns):
     """The rows of `kernel` ([width, hidden]) for the distinct `columns` ([k] int64), once each."""
     items, where = tf.unique(columns, out_idx=tf.int64)
-    return Lookup(items, where, tf.nn.embedding_lookup(kernel, items))
+    return Lookup(items, where, padded(tf.nn.embedding_lookup(kernel, items)))
 
 
 def first_layer(batch, inputs, found):
@@ -51,14 +58,14 @@ def first_layer(batch, inputs, found):
     [rows, distinct items] (zeros where a row has no rating of an item) with those rows of W_0: its
     gradient is dense over the distinct items and nothing else. Rows with no ratings give 0."""
     where = tf.stack([batch.indices[:, 0], found.where], axis=1)
-    block = tf.scatter_nd(where, inputs, tf.stack([batch.dense_shape[0], tf.size(found.items, out_type=tf.int64)]))
+    block = tf.scatter_nd(where, inputs, tf.stack([batch.dense_shape[0], tf.size(found.items, out_type=tf.int64) + 1]))
     return tf.matmul(block, found.rows)
 
 
 def columns_of(kernel, items):
-    """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items), hidden]).
-    A gather along axis 1: its gradient is dense (the whole kernel)."""
-    return tf.transpose(tf.gather(kernel, items, axis=1))
+    """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items) + 1, hidden],
+    `padded`). A gather along axis 1: its gradient is dense (the whole kernel)."""
+    return padded(tf.transpose(tf.gather(kernel, items, axis=1)))
 
 
 def at_pairs_block(g, pairs_rows, where, columns_rows, bias, pair_columns):

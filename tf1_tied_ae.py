@@ -319,8 +319,11 @@ def head(parts, name, untied, var_list, rate, after=None):
         else:  # other pairs than the input's: their own distinct columns
             asked = pairs
             items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)
-            columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf.nn.embedding_lookup(enc_w[0], items)
-        last = lambda g: tf1_sparse.at_pairs_block(g, asked[:, 0], where, columns, dec_b[-1], asked[:, 1])  # noqa: E731
+            columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf1_sparse.padded(
+                tf.nn.embedding_lookup(enc_w[0], items))
+        # the batch's own pairs are many per row: one product over its distinct items; asked pairs, a pair at a time
+        at_pairs = tf1_sparse.at_pairs_block if pairs is None else tf1_sparse.at_pairs
+        last = lambda g: at_pairs(g, asked[:, 0], where, columns, dec_b[-1], asked[:, 1])  # noqa: E731
         _, output = decode(cfg, code, dec_b, kernels=dec_w if untied else None,
                            encoder_kernels=None if untied else enc_w, drop=drop, last=last)
         return code, output, found.items

@@ -1,14 +1,23 @@
-"""Ratings at scale: a generated set of 100,000 users x 20,000 items with 10 million ratings trains
-one epoch in each orientation through train.py; wall seconds, the epoch's training seconds and peak
-resident memory (the process's own, from wait4), and the same at half the ratings and at half the
-users, to show how memory grows.
+"""Ratings at scale, through train.py: seconds per epoch and peak resident memory of the dense and
+the sparse path on generated ratings files of real data sets' shapes.
 
-The ratings: random distinct (user, item) pairs, each rating a rank-8 model plus noise, rounded to
-1..5; a tenth held out as the test file. The run is train.py's ratings recipe with --epochs 1
-(cosine over that one epoch), validation a tenth of the training ratings, as a user would run it.
+    uniform   100,000 users x 20,000 items x 10,000,000 ratings, every pair equally likely, ratings
+              1..5 from a rank-8 model plus noise (the set the dense path was first measured on)
+    ml20m     MovieLens 20M's shape: 138,493 users x 26,744 items x 20,000,263 ratings; item
+              popularity Zipf-like (every item rated, the most rated in 0.5% of the ratings), at
+              least 20 ratings a user, log-normal (median 121, 99th percentile 488), ratings 0.5..5
+              in halves
+    netflix   the Netflix prize's shape: 477,412 users x 17,768 items x 98,074,901 ratings, skewed
+              alike, ratings 1..5
 
-    python benchmarks/ratings_scale.py                  # about 15 minutes on 2 cores
-    python benchmarks/ratings_scale.py --sizes 100000,20000,10000000
+Each row is one train.py run of one epoch (--epochs 1: the cosine schedule over that epoch); the
+epoch's training seconds are metrics.json's, the peak RSS the process's own (wait4). A set's
+contenders run one after another (an epoch each: minutes, so once), with a 2048^3 matmul's rate
+measured before and after: compare ratios within a run, and times across days only through that rate. Generated sets say nothing
+about RMSE: quality is MovieLens' (benchmarks/movielens.py).
+
+    python benchmarks/ratings_scale.py --sets uniform,ml20m     # about 40 minutes on 2 cores
+    python benchmarks/ratings_scale.py --sets netflix
 """
 import argparse
 import json
@@ -22,67 +31,134 @@ import time
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SIZES = ((100_000, 20_000, 10_000_000), (100_000, 20_000, 5_000_000), (50_000, 20_000, 10_000_000))
+SETS = {"uniform": (100_000, 20_000, 10_000_000), "ml20m": (138_493, 26_744, 20_000_263),
+        "netflix": (477_412, 17_768, 98_074_901)}
+# DeepRecommender's ML-20M / Netflix net: n,512,512,1024 SELU, dropout 0.8 on the code, batch 128
+DEEP = ["--dims", "{width},512,512,1024", "--activation", "selu", "--code-activation", "selu", "--code-dropout", "0.8",
+        "--batch-size", "128", "--mask-noise", "0", "--weight-decay", "0", "--lr", "1e-3"]
+CONTENDERS = {  # set -> [(label, orientation, flags)]; train.py's ratings defaults otherwise
+    "uniform": [(f"{o}-based, {label}", o, ["--batch-size", "64", *flags]) for o in ("user", "item")
+                for label, flags in (("defaults (untied), dense", ["--sparse", "off"]),
+                                     ("defaults (untied), sparse", ["--sparse", "on"]),
+                                     ("defaults (untied), sparse, lazyadam", ["--optimizer", "lazyadam"]),
+                                     ("tied, dense", ["--mode", "tied", "--sparse", "off"]),
+                                     ("tied, sparse, lazyadam", ["--mode", "tied", "--optimizer", "lazyadam"]))],
+    "ml20m": [(f"user-based, 512,512,1024 SELU, {label}", "user", DEEP + flags)
+              for label, flags in (("tied, sparse, lazyadam", ["--mode", "tied", "--optimizer", "lazyadam"]),
+                                   ("untied, sparse, lazyadam", ["--mode", "untied", "--optimizer", "lazyadam"]),
+                                   ("tied, dense", ["--mode", "tied", "--sparse", "off"]))],
+    "netflix": [("user-based, 512,512,1024 SELU, tied, sparse, lazyadam", "user",
+                 DEEP + ["--mode", "tied", "--optimizer", "lazyadam"])],
+}
 
 
-def generate(folder, users, items, count, seed=0):
-    """train.tsv and test.tsv (user, item, rating; a tenth in test), written in chunks."""
+def counts_per_user(rng, users, total, low=20, sigma=0.6):
+    """Ratings per user: log-normal around the mean, at least `low`, summing to exactly `total`."""
+    raw = rng.lognormal(0, sigma, users)
+    n = np.maximum(low, np.floor(raw / raw.sum() * total)).astype(np.int64)
+    while n.sum() != total:  # spread the rounding over random users, never below `low`
+        diff = total - n.sum()
+        pick = rng.choice(users, min(abs(diff), users), replace=False)
+        n[pick] += np.sign(diff)
+        n = np.maximum(n, low)
+    return n
+
+
+def pairs(rng, users, items, total, skewed):
+    """(user, item) codes (user * items + item), each user's items distinct: drawn by popularity
+    (Zipf-like, exponent 0.9, over a seeded order of the items) or uniformly; a user's draws beyond
+    their count are dropped at random, and a user left short draws again."""
+    n = counts_per_user(rng, users, total) if skewed else np.bincount(rng.randint(0, users, total), minlength=users)
+    n = np.minimum(n, items)
+    cdf = np.cumsum((1.0 / np.arange(1, items + 1) ** 0.9)[rng.permutation(items)])
+    cdf /= cdf[-1]
+    kept, who = [], np.arange(users)
+    need = n.copy()
+    while len(who):
+        draws = np.repeat(who, need[who] * 3 // 2 + 8)
+        what = np.searchsorted(cdf, rng.rand(len(draws))) if skewed else rng.randint(0, items, len(draws))
+        codes = np.unique(draws.astype(np.int64) * items + np.minimum(what, items - 1))
+        if kept:  # a second round: not an item the user has already
+            codes = codes[~np.isin(codes, kept[-1][np.isin(kept[-1] // items, who)])]
+        user = codes // items
+        codes = codes[np.lexsort((rng.rand(len(codes)), user))]  # each user's distinct draws in random order
+        user = codes // items
+        rank = np.arange(len(codes)) - np.searchsorted(user, user)
+        kept.append(np.sort(np.concatenate([kept.pop() if kept else np.empty(0, np.int64), codes[rank < need[user]]])))
+        need = n - np.bincount(kept[-1] // items, minlength=users)
+        who = np.flatnonzero(need)
+    return kept[-1]
+
+
+def generate(folder, name, seed=0):
+    """train.tsv and test.tsv of set `name` (user, item, rating; a seeded tenth in test)."""
+    users, items, total = SETS[name]
     rng = np.random.RandomState(seed)
-    codes = np.unique(rng.randint(0, users * items, int(count * 1.02), dtype=np.int64))
-    codes = rng.permutation(codes)[:count]
+    codes = rng.permutation(pairs(rng, users, items, total, skewed=name != "uniform"))
     u, i = codes // items, codes % items
     p, q = rng.randn(users, 8).astype(np.float32) / 2, rng.randn(items, 8).astype(np.float32) / 2
-    cut = count - count // 10
-    for name, part in (("train.tsv", slice(0, cut)), ("test.tsv", slice(cut, count))):
-        with open(folder / name, "w") as f:
+    halves = name == "ml20m"
+    cut = total - total // 10
+    for file, part in (("train.tsv", slice(0, cut)), ("test.tsv", slice(cut, total))):
+        with open(folder / file, "w") as f:
             for start in range(part.start, part.stop, 1_000_000):
                 s = slice(start, min(start + 1_000_000, part.stop))
-                r = np.clip(np.rint(3.5 + np.einsum("ij,ij->i", p[u[s]], q[i[s]]) + rng.randn(s.stop - s.start) / 2), 1, 5)
-                f.write("".join(f"{a}\t{b}\t{int(c)}\n" for a, b, c in zip(u[s].tolist(), i[s].tolist(), r.tolist())))
+                r = 3.5 + np.einsum("ij,ij->i", p[u[s]], q[i[s]]) + rng.randn(s.stop - s.start) / 2
+                r = np.clip(np.rint(r * 2) / 2, 0.5, 5) if halves else np.clip(np.rint(r), 1, 5)
+                f.write("".join(f"{a}\t{b}\t{c:g}\n" for a, b, c in zip(u[s].tolist(), i[s].tolist(), r.tolist())))
     return folder / "train.tsv", folder / "test.tsv"
 
 
-def run(train, test, orientation, out):
+def run(train, test, orientation, flags, out, width):
     cmd = [sys.executable, str(ROOT / "train.py"), "--dataset", str(train), "--test-file", str(test),
-           "--orientation", orientation, "--epochs", "1", "--batch-size", "64", "--out", str(out)]
+           "--orientation", orientation, "--epochs", "1", *[f.format(width=width) for f in flags], "--out", str(out)]
     start = time.time()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
     if os.waitstatus_to_exitcode(status):
         raise SystemExit(f"train.py failed: {' '.join(cmd)}\n{p.stderr.read()}")
-    metrics = json.load(open(out / "metrics.json"))
-    return {"wall_seconds": time.time() - start, "epoch_train_seconds": metrics["epochs"][0]["seconds"],
-            "peak_rss_mib": usage.ru_maxrss / 1024, "trainable_params": metrics["final"]["trainable_params"],
-            "test_rmse": metrics["final"]["test_rmse"], "bias_rmse": metrics["baselines"]["user and item biases"]["rmse"]}
+    metrics, config = json.load(open(out / "metrics.json")), json.load(open(out / "config.json"))
+    return {"wall_seconds": round(time.time() - start, 1), "epoch_train_seconds": round(metrics["epochs"][0]["seconds"], 1),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024), "trainable_params": metrics["final"]["trainable_params"],
+            "sparse_input": config["model"]["sparse_input"], "optimizer": config["model"]["optimizer"],
+            "batch_size": config["run"]["batch_size"], "test_rmse": round(metrics["final"]["test_rmse"], 4),
+            "command": " ".join(cmd[1:])}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--sizes", help="users,items,ratings (default: the three of SIZES)")
+    p.add_argument("--sets", default="uniform,ml20m", help="of " + ", ".join(SETS) + " (default: %(default)s)")
+    p.add_argument("--only", help="run only the contenders whose label contains this")
+    p.add_argument("--scratch", default=tempfile.gettempdir(), help="where the generated files go (default: %(default)s)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
     args = p.parse_args()
-    sizes = [tuple(map(int, args.sizes.split(",")))] if args.sizes else SIZES
     path = pathlib.Path(args.results) / "ratings_scale.json"
     results = json.load(open(path)) if path.exists() else {}
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import throughput
 
-    results["matmul_gflops_before"] = throughput.run_matmul()
-    for users, items, count in sizes:
-        with tempfile.TemporaryDirectory() as scratch:
+    for name in args.sets.split(","):
+        users, items, total = SETS[name]
+        with tempfile.TemporaryDirectory(dir=args.scratch) as scratch:
             scratch = pathlib.Path(scratch)
             t0 = time.time()
-            train, test = generate(scratch, users, items, count)
-            print(f"{users} users x {items} items, {count} ratings: generated in {time.time() - t0:.0f} s", flush=True)
-            for orientation in ("user", "item"):
-                row = run(train, test, orientation, scratch / orientation)
-                results[f"{users}x{items}, {count} ratings, {orientation}-based"] = row
-                print(f"  {orientation}-based: {row['wall_seconds']:.0f} s in all, the epoch {row['epoch_train_seconds']:.0f} s, "
-                      f"peak RSS {row['peak_rss_mib']:.0f} MiB, {row['trainable_params']} parameters, "
-                      f"test RMSE {row['test_rmse']:.4f} (biases {row['bias_rmse']:.4f})", flush=True)
-    results["matmul_gflops_after"] = throughput.run_matmul()
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"matmul {results['matmul_gflops_before']:.0f} / {results['matmul_gflops_after']:.0f} GFLOP/s; wrote {path}")
+            train, test = generate(scratch, name)
+            print(f"{name}: {users} users x {items} items, {total} ratings: generated in {time.time() - t0:.0f} s",
+                  flush=True)
+            entry = results.setdefault(name, {})
+            entry["shape"] = [users, items, total]
+            entry["matmul_gflops_before"] = round(throughput.run_matmul())
+            for label, orientation, flags in CONTENDERS[name]:
+                if args.only and args.only not in label:
+                    continue
+                row = run(train, test, orientation, flags, scratch / "run", items if orientation == "user" else users)
+                subprocess.run(["rm", "-rf", str(scratch / "run")], check=True)
+                entry[label] = row
+                print(f"  {label}: epoch {row['epoch_train_seconds']:.0f} s ({row['wall_seconds']:.0f} s in all), "
+                      f"peak RSS {row['peak_rss_mib']} MiB, {row['trainable_params']} parameters", flush=True)
+            entry["matmul_gflops_after"] = round(throughput.run_matmul())
+            path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constan
     "--code-activation": ("code_activation", f"{A.code_activation}; ratings: {RD['code_activation']}"),
     "--output-activation": ("output_activation", "linear with mse, sigmoid with xent"),
     "--loss": ("loss", f"{A.loss}; ratings: {RD['loss']}"), "--trainable": ("trainable", A.trainable),
-    "--optimizer": ("optimizer", A.optimizer),
+    "--optimizer": ("optimizer", f"{A.optimizer}; ratings: {RD['optimizer']}"),
     "--lr": ("learning_rate", f"{A.learning_rate:g}; ratings: {RD['learning_rate']:g}"),
     "--lr-schedule": ("lr_schedule", f"{A.lr_schedule}; ratings: {RD['lr_schedule']}"),
     "--lr-decay-steps": ("lr_decay_steps", "all the run's training steps"),
