@@ -24,7 +24,7 @@ EXIT_BAD_INPUT = 2
 # The kinds of data train.py trains on, one Task each (tae_task_images.ImagesTask,
 # tae_task_ratings.RatingsTask). A Task has a `name` and: handles(dataset), model_values(given flags) (AEConfig's
 # fields, the task's defaults where no flag is given), load(model, model_values, run) -> (model, run, data),
-# record(data) (its part of config.json), graph_input(data) -> (what the graph holds, examples, nnz), release(data), baselines(model, data),
+# record(data) (its part of config.json), graph_input(data) -> (what the graph holds, examples, build's keywords), release(data), baselines(model, data),
 # scoring(model, data, baselines) (the epoch's figures, the final line, the run folder's figures),
 # compare_table(data, baselines), refuse_use(out, saved, whats, recommend). A third kind is a module
 # with such a class and an entry here.

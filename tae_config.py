@@ -174,6 +174,8 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
     "lr_schedule": option("constant | cosine (decays to 0 by global step)"),
     "lr_decay_steps": option("cosine: training steps to decay over", parse=int,
                              default_text="all the run's training steps", applies=COSINE),
+    "warmup_steps": option("the learning rate rises linearly from 0 over the first N training steps (multiplying "
+                           "the schedule)", parse=int),
     "seed": option("graph-level seed; also orders the batches and keys the noise and dropout", parse=int),
     "mask_noise": option("denoising: the fraction of input values set to 0 in each training batch (Vincent et al. "
                          "2008's masking noise); the loss compares the reconstruction with the clean input", parse=float),
@@ -181,6 +183,10 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                              "(after any masking); the target stays clean", parse=float),
     "weight_decay": option("L2 in the loss: weight_decay * sum(w^2) / 2 over the kernels being trained (a tied kernel "
                            "once; biases never); with Adam this is not AdamW's decoupled decay", parse=float),
+    "shift": option("images: move each training image by a random offset of up to N pixels on each axis (zero "
+                    "fill), drawn in the graph each step; the moved image is input and target; validation and test "
+                    "images never move", parse=int,
+                    applies=(lambda m, r: not is_ratings(r.dataset), "images (a dataset with a height and width)")),
     "code_dropout": option("dropout rate on the code in training (inverted: kept values scaled by 1/(1-rate))",
                            parse=float),
     "hidden_dropout": option("dropout rate on every hidden layer, encoder and decoder, in training", parse=float,

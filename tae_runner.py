@@ -109,8 +109,8 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
 def build_and_train(model, schedule, task, ds, out, config, **kw):
     """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
     then `train` (the same keywords)."""
-    _, examples, nnz = task.graph_input(ds)
-    return train(tae.build(model, schedule, examples, nnz=nnz), task, ds, out, config, **kw)
+    _, examples, keywords = task.graph_input(ds)
+    return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)
 
 
 class Events:

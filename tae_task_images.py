@@ -49,8 +49,9 @@ class ImagesTask:
 
     @staticmethod
     def graph_input(ds):
-        """(what tf1_input.load puts in the graph, number of examples, nnz): the training array."""
-        return ds.train, len(ds.train), None
+        """(what tf1_input.load puts in the graph, number of examples, build's keywords): the training
+        array, and the images' shape (for --shift)."""
+        return ds.train, len(ds.train), {"image_shape": ds.image_shape}
 
     @staticmethod
     def release(ds):
@@ -143,6 +144,12 @@ def resolve(model_values, run, image_shape, width, num_examples, dataset_name=No
                                       "square image; give --dims")
         values["dims"] = question_dims(image_shape)
     model = AEConfig(**values)
+    if model.shift and image_shape is None:
+        raise ConfigError("shift", f"moves images, and these examples of {width} values have no height and width "
+                                   "(not a square, not N x H x W): give images, or drop --shift")
+    if model.shift and model.shift >= min(image_shape):
+        raise ConfigError("shift", f"must be below the images' height and width ({image_shape[0]} x {image_shape[1]}); "
+                                   f"got {model.shift}")
     epochs = run.epochs if run.epochs is not None else (10 if num_examples >= 20000 else 200)
     tied = tae_config.default_tied_epochs(epochs, model.mode, run.tied_epochs)
     validation = run.validation if run.validation is not None else default_validation(dataset_name, num_examples)

@@ -51,8 +51,9 @@ class RatingsTask:
 
     @staticmethod
     def graph_input(ds):
-        """(what tf1_input.load puts in the graph, number of examples, nnz): the training CSR matrix."""
-        return ds.train, ds.rows, len(ds.matrix.values)
+        """(what tf1_input.load puts in the graph, number of examples, build's keywords): the training
+        CSR matrix and its number of stored values."""
+        return ds.train, ds.rows, {"nnz": len(ds.matrix.values)}
 
     @staticmethod
     def release(ds):

@@ -83,12 +83,14 @@ class AEConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine (decays to 0 by global step)
     lr_decay_steps: Optional[int] = None  # cosine: steps to decay over; None: all the run's steps
+    warmup_steps: int = 0  # the rate rises linearly from 0 over the first N steps (times the schedule)
     seed: Optional[int] = 0  # graph-level seed; also keys the noise and dropout
     # Regularisers: training steps only; evaluation, codes and reconstructions see the clean model.
     mask_noise: float = 0.0  # the fraction of input values set to 0 in each training batch (denoising)
     gaussian_noise: float = 0.0  # standard deviation of Gaussian noise added to training inputs (after masking)
     weight_decay: float = 0.0  # L2 in the loss: weight_decay * sum(w^2) / 2 over the trained kernels
     code_dropout: float = 0.0  # inverted dropout on the code
+    shift: int = 0  # images (build's image_shape): each training image moved by a random offset in [-shift, shift]^2
     hidden_dropout: float = 0.0  # inverted dropout on every hidden layer, encoder and decoder
     dense_refeed: bool = False  # DeepRecommender's dense re-feeding (masked_mse): a second update on f(x)
     # masked_mse on a sparse (CSR) training set: training steps read each batch's ratings as a
@@ -117,11 +119,13 @@ class AEConfig:
         integer("lr_decay_steps", self.lr_decay_steps, 1, none_ok=True)
         if self.lr_decay_steps is not None and self.lr_schedule != "cosine":
             raise ConfigError("lr_decay_steps", "applies only with lr_schedule cosine")
+        integer("warmup_steps", self.warmup_steps, 0)
         integer("seed", self.seed, -2 ** 31, none_ok=True)
         fraction("mask_noise", self.mask_noise)
         number("gaussian_noise", self.gaussian_noise, positive=False)
         number("weight_decay", self.weight_decay, positive=False)
         fraction("code_dropout", self.code_dropout)
+        integer("shift", self.shift, 0)
         fraction("hidden_dropout", self.hidden_dropout)
         for field in ("dense_refeed", "sparse_input"):
             if not isinstance(getattr(self, field), bool):

@@ -2,9 +2,9 @@
 the graph, several training steps per Session call, and the Stage a training run is made of.
 
     examples   [N, D] float32 variable, filled once (`load`), never saved (LOCAL_VARIABLES); or, with
-               `nnz` (ratings), a CSR matrix (data/indptr, data/columns, data/values) whose drawn
-               rows are scattered into a dense batch in the graph: memory grows with the stored
-               values, not N x D
+               `nnz` (ratings), a CSR matrix (data/indptr, data/columns, data/values; each row's
+               columns sorted) whose drawn rows are a tf.SparseTensor (`next_sparse_batch`) or that
+               made dense (`next_batch`): memory grows with the stored values, not N x D
     epoch      `start_epoch_op` takes the epoch's order (a permutation, fed), the batch size B and
                the step to start at, so a run resumed mid-epoch sees exactly the batches it missed;
                each draw gathers the next B rows of the order (batches past N // B are never drawn).
@@ -75,7 +75,7 @@ def pipeline(num_examples, dim, kind="resident", nnz=None):
     kind: resident (an in-graph cursor over the epoch's order; the default: the faster here) or
     tfdata (the TF1 tf.data idiom; benchmarks/throughput.py compares the two). Both draw the same
     batches in the same order. nnz: hold the set as a sparse CSR matrix with that many stored
-    values instead (ratings: memory grows with nnz, and each batch is made dense in the graph)."""
+    values instead (ratings: memory grows with nnz; batches drawn sparse, or made dense in the graph)."""
     if kind not in INPUTS:
         raise ValueError(f"kind must be one of {', '.join(INPUTS)}; got {kind!r}")
     local = [tf1.GraphKeys.LOCAL_VARIABLES]  # not part of the model: never saved

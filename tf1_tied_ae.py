@@ -18,10 +18,15 @@ Four ways to treat the decoder kernels V_j (AEConfig.mode):
     tied-untied  Hinton & Salakhutdinov (2006): train tied, then `untie_op` copies W^T into
                  independent V_j variables and the `finetune` head trains all of them.
 
-Regularisers (AEConfig mask_noise, gaussian_noise, code_dropout, hidden_dropout, weight_decay) act
-on the training pass only (`regularisers`, `weight_decay`); each Head's code, reconstruction, loss
+Regularisers (AEConfig shift, mask_noise, gaussian_noise, code_dropout, hidden_dropout, weight_decay)
+act on the training pass only (`regularisers`, `weight_decay`); each Head's code, reconstruction, loss
 and sse are the clean model's, and Head.training holds the pass a step takes. `build_inference`
 makes the clean forward pass alone, for serving (tae_export's SavedModel).
+
+With cfg.sparse_input (masked_mse on a CSR training set, ratings) the stages' steps read each batch
+as a tf.SparseTensor: the first layer from the batch's ratings, the last only at the rated pairs
+(tf1_sparse), the same loss and gradients as the dense batch's; each Head then also has a
+SparsePass, the same head on a fed sparse placeholder, with the outputs at any fed pairs.
 
 A model is made of stages (tf1_input.Stage): with RBM pretraining, one per RBM (tf1_rbm), whose
 last epoch ends by unrolling the stack into the autoencoder; then the `train` head's stage; then,
@@ -182,10 +187,25 @@ def decode(cfg, code, biases, kernels=None, encoder_kernels=None, drop=None, las
 
 
 def regularised(cfg):
-    return bool(cfg.mask_noise or cfg.gaussian_noise or cfg.code_dropout or cfg.hidden_dropout)
+    return bool(cfg.shift or cfg.mask_noise or cfg.gaussian_noise or cfg.code_dropout or cfg.hidden_dropout)
 
 
-def regularisers(cfg, global_step):
+SHIFT = 500  # the shifts' purpose in regularisers' key (below the dropout layers' 2 + layer)
+
+
+def shift_images(x, image_shape, offsets, most):
+    """x [batch, H * W] with each image moved by its own (down, right) offsets [batch, 2] int32, each
+    in [-most, most]: pixels moved out are lost, pixels moved in are 0. Two gathers on the padded
+    images, so the data set is never copied."""
+    h, w = image_shape
+    padded = tf.pad(tf.reshape(x, [-1, h, w]), [[0, 0], [most, most], [most, most]])
+    rows = tf.expand_dims(tf.range(h), 0) + most - offsets[:, :1]  # output row r is input row r - down
+    cols = tf.expand_dims(tf.range(w), 0) + most - offsets[:, 1:]
+    moved = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    return tf.reshape(moved, [-1, h * w])
+
+
+def regularisers(cfg, global_step, image_shape=None):
     """(corrupt(x), drop(h, layer)) of the training pass. Their random numbers are counter-based,
     keyed by (seed, purpose, global step), so a resumed run draws what an uninterrupted one would.
 
@@ -194,7 +214,9 @@ def regularisers(cfg, global_step):
     draws one number per stored (non-zero) value, in row-major order, so that the dense and the
     sparse path (corrupt_values, on a SparseTensor's values) mask the same ratings. drop: inverted
     dropout, code_dropout on the code (layer L-1), hidden_dropout on every other layer but the output.
-    Returns (corrupt, corrupt_values, drop)."""
+    shift(x): each image of x ([batch, H * W], image_shape (H, W)) moved by a random offset in
+    [-cfg.shift, cfg.shift] on each axis (`shift_images`); the moved image is the example, input and
+    target. Returns (corrupt, corrupt_values, drop, shift)."""
     seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
     code_layer = len(cfg.dims) - 2
 
@@ -223,7 +245,14 @@ def regularisers(cfg, global_step):
         keep = tf.random.stateless_uniform(tf.shape(h), key(2 + layer)) >= rate
         return h * (1.0 / (1.0 - rate)) * tf.cast(keep, h.dtype)
 
-    return corrupt, corrupt_values, drop
+    def shift(x):
+        if not cfg.shift:
+            return x
+        draws = tf.random.stateless_uniform(tf.stack([tf.shape(x)[0], 2]), key(SHIFT))
+        offsets = tf.cast(tf.floor(draws * (2 * cfg.shift + 1)), tf.int32) - cfg.shift
+        return shift_images(x, image_shape, offsets, cfg.shift)
+
+    return corrupt, corrupt_values, drop, shift
 
 
 def weight_decay(cfg, var_list, touched=None):
@@ -265,12 +294,15 @@ def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
     """The schedule as a callable that builds the rate at the global step (the optimizer is given the
     callable, so that a step built inside a while_loop reads the schedule at that step's global step):
     cosine counts from `first_step` (after the RBMs) over `decay_steps` (cfg.lr_decay_steps unless
-    that is None)."""
+    that is None); a warm-up multiplies it, rising linearly over the first warmup_steps steps."""
     def lr():
+        rate = cfg.learning_rate
         if cfg.lr_schedule == "cosine":  # a function of global_step, so it resumes where it stopped
-            return tf1.train.cosine_decay(cfg.learning_rate, global_step - first_step,
-                                          cfg.lr_decay_steps or decay_steps)
-        return cfg.learning_rate
+            rate = tf1.train.cosine_decay(cfg.learning_rate, global_step - first_step, cfg.lr_decay_steps or decay_steps)
+        if cfg.warmup_steps:  # the k-th step (k = 1, 2, ...) at k / warmup_steps of the rate
+            done = tf.cast(global_step - first_step + 1, tf.float32)
+            rate = rate * tf.minimum(1.0, done / float(cfg.warmup_steps))
+        return rate
 
     if cfg.lr_schedule == "cosine" and not (cfg.lr_decay_steps or decay_steps):
         raise ValueError("lr_schedule cosine needs lr_decay_steps, or a run to take the length from")
@@ -292,6 +324,7 @@ class _Parts(NamedTuple):
     decoder: tuple  # (kernels, biases)
     global_step: tf.Variable
     pipe: Optional[tf1_input.Pipeline]
+    image_shape: Optional[Tuple[int, int]]
 
 
 def head(parts, name, untied, var_list, rate, after=None):
@@ -300,7 +333,7 @@ def head(parts, name, untied, var_list, rate, after=None):
     With cfg.sparse_input the Head also has a SparsePass, and the drawn batches are sparse."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
     optimizer = OPTIMIZERS[cfg.optimizer](rate)  # rate: learning_rate's callable
-    corrupt, corrupt_values, drop = regularisers(cfg, parts.global_step)
+    corrupt, corrupt_values, drop, shift = regularisers(cfg, parts.global_step, parts.image_shape)
 
     def forward(x, inputs, drop=None):  # the reconstruction of `inputs` is scored against x
         code = encode(cfg, inputs, enc_w, enc_b, drop)
@@ -332,6 +365,7 @@ def head(parts, name, untied, var_list, rate, after=None):
         if clean is not None and not regularised(cfg):
             noisy, (code, _, loss, _) = x, clean
         else:
+            x = shift(x)  # the moved image is the example: the target too
             noisy = corrupt(x)
             code, _, loss, _ = forward(x, noisy, drop)
         decay = weight_decay(cfg, var_list)
@@ -388,20 +422,23 @@ def stage(name, epochs, first_epoch, first_step, schedule, pipe, steps, head_, e
                            epoch_seed=first_epoch, steps=steps, enter=enter, epoch_end=epoch_end, head=head_)
 
 
-def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None):
+def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None, image_shape=None):
     """Build the autoencoder of `cfg` into a new, finalised tf.Graph; nothing runs.
 
     With a `schedule` (tf1_config.Schedule) and `num_examples`, the graph also holds the training
     set (ae.input: fill it with tf1_input.load) and the run's stages (ae.stages), RBMs first when
     schedule.rbm is set; `ae.x` then defaults to the next batch. input_kind: tf1_input's resident
     cursor or tfdata (the same batches). nnz: the training set is a sparse CSR matrix with that many
-    stored values (ratings; fill it with (indptr, columns, values)). finalize=False leaves the graph
-    open for extra ops (tests add tf.gradients).
+    stored values (ratings; fill it with (indptr, columns, values)). image_shape: (H, W) of the
+    examples, H * W = dims[0], for cfg.shift. finalize=False leaves the graph open for extra ops
+    (tests add tf.gradients).
     """
     if not isinstance(cfg, AEConfig):
         raise TypeError("build takes an AEConfig")
     if (schedule is None) != (num_examples is None) or not isinstance(schedule, (Schedule, type(None))):
         raise ValueError("give both a tf1_config.Schedule and num_examples, or neither")
+    if cfg.shift and (image_shape is None or image_shape[0] * image_shape[1] != cfg.dims[0]):
+        raise ValueError(f"shift moves images: give image_shape (H, W) with H * W = dims[0] = {cfg.dims[0]}")
     if cfg.sparse_input and schedule is not None and nnz is None:
         raise ValueError("sparse_input trains on a sparse training set: give nnz (the CSR matrix's stored values)")
     graph = tf.Graph()
@@ -413,7 +450,8 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
         default = pipe.next_batch() if pipe else None
         x = tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe else \
             tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
-        parts = _Parts(cfg, x, encoder_variables(cfg), decoder_variables(cfg), global_step, pipe)
+        parts = _Parts(cfg, x, encoder_variables(cfg), decoder_variables(cfg), global_step, pipe,
+                       tuple(image_shape) if image_shape else None)
         model = _heads_and_stages(parts, schedule)
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if model["sync_op"] is not None:  # the frozen copies start equal to the transposes

@@ -40,6 +40,15 @@ VARIANTS = {  # each with the settings of its lowest u1 validation RMSE (weight 
                    "--lr": "3e-3"},
 }
 
+# DeepRecommender's recipe (Kuchaiev & Ginsburg 2017), affordable on the sparse path: deep SELU
+# layers n,512,512,1024, dropout on the code, batches of 128, constrained (tied) and not, dense
+# re-feeding (which trains on the dense output: the dense path, Adam) on and off. `--deep` runs these.
+DEEP = {"--dims": "{width},512,512,1024", "--activation": "selu", "--code-activation": "selu", "--code-dropout": "0.8",
+        "--batch-size": "128", "--weight-decay": "0", "--mask-noise": "0", "--lr": "1e-3"}
+DEEP_VARIANTS = {f"{o}, deep {mode}{', refeed' if refeed else ''}": {
+    **DEEP, "--orientation": o, "--mode": mode, **({"--dense-refeed": "on"} if refeed else {})}
+    for o in ("user", "item") for mode in ("untied", "tied") for refeed in (False, True)}
+
 
 def width(data_dir, fold, orientation):
     """The training matrix's width of a fold as train.py builds it (its validation tenth carved out)."""
@@ -52,7 +61,7 @@ def width(data_dir, fold, orientation):
 
 
 def run_variant(name, fold, data_dir, scratch):
-    settings = {**RECIPE, **VARIANTS[name]}
+    settings = {**RECIPE, **{**VARIANTS, **DEEP_VARIANTS}[name]}
     settings["--dims"] = settings["--dims"].format(width=width(data_dir, fold, settings["--orientation"]))
     flags = [part for pair in settings.items() for part in pair]
     out = pathlib.Path(scratch) / f"{name.replace(', ', '-')}-{fold}"
@@ -93,7 +102,7 @@ def surprise_rows(data_dir, folds):
                            "test_mae": surprise.accuracy.mae(predictions, verbose=False),
                            "wall_seconds": time.time() - start}
         rows[name] = found
-        print(f"{name:<22} " + " ".join(f"{found[f]['test_rmse']:.4f}" for f in folds)
+        print(f"{name:<30} " + " ".join(f"{found[f]['test_rmse']:.4f}" for f in folds)
               + f"  mean {np.mean([found[f]['test_rmse'] for f in folds]):.4f}")
     return rows
 
@@ -102,12 +111,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=str(DEFAULT_DATA), help="the ml-100k folder (default: %(default)s)")
     p.add_argument("--folds", default=",".join(FOLDS), help="(default: %(default)s)")
-    p.add_argument("--only", help="run just this variant (the others keep their results)")
+    p.add_argument("--only", help="run just these variants, separated by ';' (the others keep their results)")
+    p.add_argument("--deep", action="store_true", help="DeepRecommender's recipe (DEEP_VARIANTS) instead")
     p.add_argument("--no-surprise", action="store_true", help="skip scikit-surprise's rows")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
     args = p.parse_args()
     data_dir, folds = pathlib.Path(args.data_dir), args.folds.split(",")
-    names = [args.only] if args.only else list(VARIANTS)
+    names = args.only.split(";") if args.only else list(DEEP_VARIANTS if args.deep else VARIANTS)
     path = pathlib.Path(args.results) / "movielens.json"
     results = json.load(open(path)) if path.exists() else {}
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -119,17 +129,17 @@ def main():
         done = pool.map(lambda job: (job, run_variant(*job, data_dir, scratch)), jobs)
         for (name, fold), row in done:
             results.setdefault(name, {})[fold] = row
-            print(f"{name:<14} {fold}: test RMSE {row['test_rmse']:.4f} (best epoch {row['best_epoch']}, "
+            print(f"{name:<30} {fold}: test RMSE {row['test_rmse']:.4f} (best epoch {row['best_epoch']}, "
                   f"{row['trainable_params']} parameters, {row['wall_seconds']:.0f} s)", flush=True)
     results["matmul_gflops_after"] = throughput.run_matmul()
     if not args.no_surprise:
         results.update(surprise_rows(data_dir, folds))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\n{'':<22} " + " ".join(f"{f:>6}" for f in FOLDS) + "    mean")
+    print(f"\n{'':<30} " + " ".join(f"{f:>6}" for f in FOLDS) + "    mean")
     for name, row in results.items():
         if isinstance(row, dict) and all(f in row for f in FOLDS):
-            print(f"{name:<22} " + " ".join(f"{row[f]['test_rmse']:.4f}" for f in FOLDS)
+            print(f"{name:<30} " + " ".join(f"{row[f]['test_rmse']:.4f}" for f in FOLDS)
                   + f"  {np.mean([row[f]['test_rmse'] for f in FOLDS]):.4f}")
     print(f"matmul {results['matmul_gflops_before']:.0f} / {results['matmul_gflops_after']:.0f} GFLOP/s; wrote {path}")
 
