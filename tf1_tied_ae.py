@@ -206,7 +206,7 @@ def shift_images(x, image_shape, offsets, most):
 
 
 def regularisers(cfg, global_step, image_shape=None):
-    """(corrupt(x), drop(h, layer)) of the training pass. Their random numbers are counter-based,
+    """The training pass's random parts. Their random numbers are counter-based,
     keyed by (seed, purpose, global step), so a resumed run draws what an uninterrupted one would.
 
     corrupt: masking noise (each value kept with probability 1 - mask_noise, else 0: the denoising
@@ -220,7 +220,7 @@ def regularisers(cfg, global_step, image_shape=None):
     seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
     code_layer = len(cfg.dims) - 2
 
-    def key(purpose):  # purpose 0: masking, 1: Gaussian, 2 + layer: dropout
+    def key(purpose):  # purpose 0: masking, 1: Gaussian, 2 + layer: dropout, SHIFT: the shifts
         return tf.stack([tf.constant(seed * 1024 + 512 + purpose, tf.int64), global_step.read_value()])
 
     def corrupt_values(values):  # masked_mse: the stored values, in row-major order

@@ -37,19 +37,21 @@ SETS = {"uniform": (100_000, 20_000, 10_000_000), "ml20m": (138_493, 26_744, 20_
 DEEP = ["--dims", "{width},512,512,1024", "--activation", "selu", "--code-activation", "selu", "--code-dropout", "0.8",
         "--batch-size", "128", "--mask-noise", "0", "--weight-decay", "0", "--lr", "1e-3"]
 CONTENDERS = {  # set -> [(label, orientation, flags)]; train.py's ratings defaults otherwise
-    "uniform": [(f"{o}-based, {label}", o, ["--batch-size", "64", *flags]) for o in ("user", "item")
-                for label, flags in (("defaults (untied), dense", ["--sparse", "off"]),
-                                     ("defaults (untied), sparse", ["--sparse", "on"]),
-                                     ("defaults (untied), sparse, lazyadam", ["--optimizer", "lazyadam"]),
-                                     ("tied, dense", ["--mode", "tied", "--sparse", "off"]),
-                                     ("tied, sparse, lazyadam", ["--mode", "tied", "--optimizer", "lazyadam"]))],
+    "uniform": [("user-based, defaults (untied), dense path, adam", "user", ["--sparse", "off"]),
+                ("user-based, defaults (untied), sparse path, lazyadam", "user", []),
+                ("user-based, tied, dense path, adam", "user", ["--mode", "tied", "--sparse", "off"]),
+                ("user-based, tied, sparse path, lazyadam", "user", ["--mode", "tied"]),
+                ("item-based, defaults (untied), dense path, adam", "item", ["--sparse", "off"]),
+                ("item-based, defaults (untied), sparse path, lazyadam", "item", []),
+                ("item-based, tied, sparse path, lazyadam", "item", ["--mode", "tied"])],
     "ml20m": [(f"user-based, 512,512,1024 SELU, {label}", "user", DEEP + flags)
-              for label, flags in (("tied, sparse, lazyadam", ["--mode", "tied", "--optimizer", "lazyadam"]),
-                                   ("untied, sparse, lazyadam", ["--mode", "untied", "--optimizer", "lazyadam"]),
-                                   ("tied, dense", ["--mode", "tied", "--sparse", "off"]))],
-    "netflix": [("user-based, 512,512,1024 SELU, tied, sparse, lazyadam", "user",
-                 DEEP + ["--mode", "tied", "--optimizer", "lazyadam"])],
+              for label, flags in (("tied, sparse path, lazyadam", ["--mode", "tied"]),
+                                   ("untied, sparse path, lazyadam", ["--mode", "untied"]),
+                                   ("tied, dense path, adam", ["--mode", "tied", "--sparse", "off"]))],
+    "netflix": [("user-based, 512,512,1024 SELU, tied, sparse path, lazyadam", "user", DEEP + ["--mode", "tied"])],
 }
+for i, (label, orientation, flags) in enumerate(CONTENDERS["uniform"]):  # batches of 64, as the first scale table's
+    CONTENDERS["uniform"][i] = (label, orientation, ["--batch-size", "64", *flags])
 
 
 def counts_per_user(rng, users, total, low=20, sigma=0.6):
