@@ -156,6 +156,7 @@ def main():
                 row = run(train, test, orientation, flags, scratch / "run", items if orientation == "user" else users)
                 subprocess.run(["rm", "-rf", str(scratch / "run")], check=True)
                 entry[label] = row
+                path.write_text(json.dumps(results, indent=2) + "\n")  # after every run: a later failure keeps it
                 print(f"  {label}: epoch {row['epoch_train_seconds']:.0f} s ({row['wall_seconds']:.0f} s in all), "
                       f"peak RSS {row['peak_rss_mib']} MiB, {row['trainable_params']} parameters", flush=True)
             entry["matmul_gflops_after"] = round(throughput.run_matmul())
