@@ -186,16 +186,20 @@ def test_the_library_refuses_what_the_sparse_path_cannot_do():
 
 
 def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
-    """The generated set's batches span most columns: the dense path by default; --sparse on and
-    --optimizer lazyadam (which implies it) take the sparse path; what cannot be is one line, exit 2."""
+    """By default the sparse path with lazy Adam; with exact Adam the sparse path only where a
+    batch's ratings span under half the columns (the generated set's span most: dense); --sparse
+    off is the dense path with Adam; what cannot be is one line, exit 2."""
     path = generated(tmp_path / "ratings.csv")
     width = columns(path, "user")
     base = ["--dataset", path, "--orientation", "user", *small(width, 1)]
-    for extra, sparse in (([], False), (["--sparse", "on"], True), (["--optimizer", "lazyadam"], True)):
-        out = tmp_path / f"run{len(extra)}{extra[-1] if extra else ''}"
+    for k, (extra, sparse, optimizer) in enumerate((([], True, "lazyadam"), (["--optimizer", "adam"], False, "adam"),
+                                                    (["--optimizer", "adam", "--sparse", "on"], True, "adam"),
+                                                    (["--sparse", "off"], False, "adam"))):
+        out = tmp_path / f"run{k}"
         code, _, err = call(capsys, *base, *extra, "--out", out)
         assert code == 0, err
-        assert json.load(open(out / "config.json"))["model"]["sparse_input"] is sparse
+        model = json.load(open(out / "config.json"))["model"]
+        assert (model["sparse_input"], model["optimizer"]) == (sparse, optimizer)
     for extra, words in ((["--sparse", "on", "--gaussian-noise", "0.1"], "--sparse cannot go with gaussian_noise"),
                          (["--sparse", "on", "--loss", "mse"], "--sparse needs loss masked_mse"),
                          (["--sparse", "off", "--optimizer", "lazyadam"], "--optimizer lazyadam updates only")):
