@@ -197,7 +197,7 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
     "sparse_input": option("ratings: train on each batch's ratings as a sparse tensor (the first layer from the "
                            "ratings, the last only at the rated pairs: the same loss and gradients at the cost of the "
                            "ratings) | off (the dense [batch, width] path)", flag="--sparse", parse=parse_switch,
-                           default_text="on for ratings with masked_mse, unless --gaussian-noise or --dense-refeed",
+                           default_text="on for ratings with --optimizer lazyadam (their default), off otherwise",
                            applies=RATINGS),
     "dataset": option("auto (a local MNIST copy, else scikit-learn's digits) | mnist | fashion_mnist | digits | "
                       "path/to/data.npy or .npz | movielens (MovieLens 100K ratings) | path/to/ratings.csv or .tsv "
@@ -345,22 +345,17 @@ def early_configs(given, preset=None):
     return model, run
 
 
-SPARSE_BELOW = 0.5  # with adam: the sparse path by default when a batch's ratings span less of the columns
-
-
-def ratings_model_values(given, block_share=None):
+def ratings_model_values(given):
     """A ratings run's AEConfig fields: RATINGS_DEFAULTS where a flag is not given. Unless --sparse
-    is given, the sparse path wherever it computes the same loss (masked_mse, no Gaussian noise, no
-    dense re-feeding) and either lazyadam (the default, which needs it) trains or it pays with adam:
-    the sparse step's products span the columns a batch rates (`block_share` of them,
-    tae_ratings.Matrix.block_share), the dense step's all, and exact Adam moves every row either
-    way; below SPARSE_BELOW it pays (None, before the data is read: it stands in as paying). On the
-    dense path the default optimizer is adam."""
+    is given, the sparse path where lazy Adam trains (the default; it needs it) and the loss is the
+    same on both paths (masked_mse, no Gaussian noise, no dense re-feeding); exact Adam or SGD move
+    every row each step whichever the path, and take the dense one unless --sparse on says so (it
+    saves the products, not the update: benchmarks/README.md, "Ratings at scale"). On the dense
+    path the default optimizer is adam."""
     values = {**RATINGS_DEFAULTS, **given}
     if "sparse_input" not in given:
         same = values.get("loss") == "masked_mse" and not values.get("gaussian_noise") and not values.get("dense_refeed")
-        pays = values.get("optimizer") == "lazyadam" or block_share is None or block_share < SPARSE_BELOW
-        values["sparse_input"] = same and pays
+        values["sparse_input"] = same and values.get("optimizer") == "lazyadam"
     if not values["sparse_input"] and "optimizer" not in given and values["optimizer"] == "lazyadam":
         values["optimizer"] = "adam"
     return values

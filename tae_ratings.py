@@ -328,16 +328,6 @@ class Matrix(NamedTuple):
             out[k, self.columns[lo:hi]] = self.values[lo:hi]
         return out
 
-    def block_share(self, batch_size, seed=0, batches=8):
-        """The mean share of the columns that a batch of `batch_size` random rows has ratings in
-        (over a few seeded batches): what the sparse path's products span, against all columns."""
-        rng = np.random.RandomState(seed)
-        shares = []
-        for _ in range(batches):
-            rows = rng.choice(self.shape[0], batch_size, replace=False)
-            shares.append(len(np.unique(self.columns[self.sparse_positions(rows)])) / self.shape[1])
-        return float(np.mean(shares))
-
     def sparse_positions(self, rows):
         """The positions in columns/values of rows' stored values, row by row."""
         rows = np.asarray(rows)

@@ -38,7 +38,7 @@ class RatingsTask:
         tae_ratings.split_validation(data, run.validation)
         ds = tae_ratings.arrange(data, run.orientation)
         if model is None:
-            model, run = resolve_ratings(model_values, run, ds.width, ds.rows, ds.matrix)
+            model, run = resolve_ratings(model_values, run, ds.width, ds.rows)
         elif model.dims[0] != ds.width:
             raise UsageError(f"the ratings in {data.source} give {ds.width} columns, not the run's {model.dims[0]}; "
                              "they changed since the run started: start a new run")
@@ -90,13 +90,12 @@ def ratings_validation(run, num_ratings):
     return dataclasses.replace(run, validation=validation)
 
 
-def resolve_ratings(model_values, run, width, rows, matrix=None):
+def resolve_ratings(model_values, run, width, rows):
     """The configs of a new ratings run, once the validation ratings are carved out: width is the
     number of columns of the training matrix (users in the item orientation, items in the user one),
-    rows the number of examples. RATINGS_DEFAULTS where a field is not given; the path (--sparse)
-    from the training matrix's batches (tae_config.ratings_model_values)."""
-    share = matrix.block_share(run.batch_size) if matrix is not None and run.batch_size <= rows else None
-    model = AEConfig(**{"dims": (width, RATINGS_HIDDEN), **tae_config.ratings_model_values(model_values, share)})
+    rows the number of examples. RATINGS_DEFAULTS where a field is not given, and the path
+    (tae_config.ratings_model_values)."""
+    model = AEConfig(**{"dims": (width, RATINGS_HIDDEN), **tae_config.ratings_model_values(model_values)})
     columns = "users" if run.orientation == "item" else "items"
     if model.dims[0] != width:
         raise ConfigError("dims", f"must start with {width}, the {columns} with training ratings (--orientation "

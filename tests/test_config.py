@@ -75,7 +75,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constan
     "--code-dropout": ("code_dropout", f"{A.code_dropout:g}"),
     "--hidden-dropout": ("hidden_dropout", f"{A.hidden_dropout:g}"), "--dense-refeed": ("dense_refeed", "off"),
     "--shift": ("shift", "0"), "--warmup-steps": ("warmup_steps", "0"),
-    "--sparse": ("sparse_input", "on for ratings with masked_mse, unless --gaussian-noise or --dense-refeed"),
+    "--sparse": ("sparse_input", "on for ratings with --optimizer lazyadam (their default), off otherwise"),
     "--dataset": ("dataset", R.dataset),
     "--data-dir": ("data_dir", "look in ./data/mnist, ./MNIST_data, ~/.keras/datasets; ./data/ml-100k, ./ml-100k"),
     "--split": ("split", R.split), "--test-file": ("test_file", "a seeded tenth of the ratings"),

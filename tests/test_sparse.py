@@ -186,9 +186,8 @@ def test_the_library_refuses_what_the_sparse_path_cannot_do():
 
 
 def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
-    """By default the sparse path with lazy Adam; with exact Adam the sparse path only where a
-    batch's ratings span under half the columns (the generated set's span most: dense); --sparse
-    off is the dense path with Adam; what cannot be is one line, exit 2."""
+    """By default the sparse path with lazy Adam; exact Adam takes the dense path unless --sparse
+    on; --sparse off is the dense path with Adam; what cannot be is one line, exit 2."""
     path = generated(tmp_path / "ratings.csv")
     width = columns(path, "user")
     base = ["--dataset", path, "--orientation", "user", *small(width, 1)]
