@@ -100,14 +100,14 @@ def trained(cfg, csr, rows, epochs=3, batch=3):
         return sess.run(ae.variables)
 
 
-@pytest.mark.parametrize("mode", ["tied", "tied-untied"])  # tied-untied: tied, the untie, then untied
-def test_exact_adam_on_the_sparse_path_trains_to_the_dense_paths_variables(mode):
-    """Three epochs of the multi-step loop from the same CSR set, with masking noise and weight
-    decay: the sparse path with tf.train.AdamOptimizer ends where the dense path ends (floats)."""
+def test_exact_adam_on_the_sparse_path_trains_to_the_dense_paths_variables():
+    """Two epochs of tied-untied (a tied epoch, the untie, an untied epoch) through the multi-step
+    loop from the same CSR set, with masking noise and weight decay: the sparse path with
+    tf.train.AdamOptimizer ends where the dense path ends (floats)."""
     _, csr = ratings()
     kw = dict(mask_noise=0.2, weight_decay=1e-3, learning_rate=1e-2)
-    sparse = trained(config(mode, **kw), csr, 9)
-    dense = trained(tae.AEConfig(dims=(13, 7, 5, 3), mode=mode, loss="masked_mse", **kw), csr, 9)
+    sparse = trained(config("tied-untied", **kw), csr, 9, epochs=2)
+    dense = trained(tae.AEConfig(dims=(13, 7, 5, 3), mode="tied-untied", loss="masked_mse", **kw), csr, 9, epochs=2)
     assert sparse.keys() == dense.keys()
     for name in dense:
         np.testing.assert_allclose(sparse[name], dense[name], rtol=1e-4, atol=1e-5, err_msg=name)
@@ -192,7 +192,6 @@ def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
     width = columns(path, "user")
     base = ["--dataset", path, "--orientation", "user", *small(width, 1)]
     for k, (extra, sparse, optimizer) in enumerate((([], True, "lazyadam"), (["--optimizer", "adam"], False, "adam"),
-                                                    (["--optimizer", "adam", "--sparse", "on"], True, "adam"),
                                                     (["--sparse", "off"], False, "adam"))):
         out = tmp_path / f"run{k}"
         code, _, err = call(capsys, *base, *extra, "--out", out)
