@@ -13,7 +13,7 @@ import tae_config
 import tae_figures
 import tae_files
 import tae_ratings
-from tae_config import RATINGS_DEFAULTS, RATINGS_EPOCHS, RATINGS_HIDDEN, AEConfig, ConfigError
+from tae_config import RATINGS_EPOCHS, RATINGS_HIDDEN, AEConfig, ConfigError
 from tae_files import UsageError
 
 

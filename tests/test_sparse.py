@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import tae_ratings
 import tf1_input
 import tf1_sparse
 import tf1_tied_ae as tae
@@ -221,7 +222,6 @@ def test_a_sparse_lazy_run_predicts_what_the_model_computes(tmp_path, capsys):
     assert code == 0, err
     rows = list(csv.DictReader(open(out / "predictions.csv")))
     got = np.array([float(r["prediction"]) for r in rows])
-    import tae_ratings
     data = tae_ratings.load_user_ratings(path)
     ds, recon = numpy_reconstruction(path, out)
     r, c, usable = tae_ratings.positions(ds.idx, data.test, "user")
