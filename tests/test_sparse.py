@@ -186,6 +186,7 @@ def test_the_library_refuses_what_the_sparse_path_cannot_do():
         tae.build(config("tied"), Schedule(epochs=1), 9)
 
 
+@pytest.mark.slow
 def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
     """By default the sparse path with lazy Adam; exact Adam takes the dense path unless --sparse
     on; --sparse off is the dense path with Adam; what cannot be is one line, exit 2."""
@@ -209,6 +210,7 @@ def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
     assert code == 2 and "--sparse" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_sparse_lazy_run_predicts_what_the_model_computes(tmp_path, capsys):
     """A run on the sparse path with lazy Adam: each warm prediction in predictions.csv (made at the
     test pairs only) is the restored model's whole-row reconstruction at the item, in NumPy; and
@@ -217,7 +219,7 @@ def test_a_sparse_lazy_run_predicts_what_the_model_computes(tmp_path, capsys):
     width = columns(path, "user")
     out = tmp_path / "run"
     args = ["--dataset", path, "--orientation", "user", "--mode", "untied", "--sparse", "on", "--optimizer",
-            "lazyadam", "--weight-decay", "1e-3", *small(width, 20)]
+            "lazyadam", "--weight-decay", "1e-3", *small(width, 8)]
     code, _, err = call(capsys, *args, "--out", out)
     assert code == 0, err
     rows = list(csv.DictReader(open(out / "predictions.csv")))
