@@ -36,3 +36,22 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: the rest keep their order
+
+
+def loop_variables(build, data, order, batch_size, pieces):
+    """The model's variables after one epoch's steps run through its stage's multi-step loop in
+    `pieces` (calls of n steps each): build() makes the graph, data fills its training set."""
+    import numpy as np
+    import tensorflow as tf
+
+    import tf1_input
+
+    ae = build()
+    with tf.compat.v1.Session(graph=ae.graph) as sess:
+        sess.run(ae.init_op)
+        tf1_input.load(sess, ae.input, data)
+        sess.run(ae.input.start_epoch_op, {ae.input.order_placeholder: np.asarray(order, np.int32),
+                                           ae.input.batch_size_placeholder: batch_size})
+        for n in pieces:
+            sess.run(ae.stages[-1].steps, {ae.input.steps_placeholder: n})
+        return sess.run(ae.variables)

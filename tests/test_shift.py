@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tf1_input
 import tf1_tied_ae as tae
-from conftest import call
+from conftest import call, loop_variables
 from tf1_config import ConfigError, Schedule
 
 tf1 = tf.compat.v1
@@ -72,17 +71,8 @@ def test_shifted_training_in_pieces_equals_one_piece():
     keyed by the step, so a resumed run moves the images as an uninterrupted one."""
     data = np.random.RandomState(2).rand(16, 64).astype(np.float32)
     cfg = tae.AEConfig(dims=(64, 16, 4), shift=2, mask_noise=0.1)
-    found = []
-    for pieces in ((4, 3), (1,) * 7):
-        ae = tae.build(cfg, Schedule(epochs=1, batch_size=2), 16, image_shape=(8, 8))
-        with tf1.Session(graph=ae.graph) as sess:
-            sess.run(ae.init_op)
-            tf1_input.load(sess, ae.input, data)
-            sess.run(ae.input.start_epoch_op, {ae.input.order_placeholder: np.arange(16, dtype=np.int32),
-                                               ae.input.batch_size_placeholder: 2})
-            for n in pieces:
-                sess.run(ae.stages[-1].steps, {ae.input.steps_placeholder: n})
-            found.append(sess.run(ae.variables))
+    build = lambda: tae.build(cfg, Schedule(epochs=1, batch_size=2), 16, image_shape=(8, 8))  # noqa: E731
+    found = [loop_variables(build, data, np.arange(16), 2, pieces) for pieces in ((4, 3), (1,) * 7)]
     for name in found[0]:
         assert np.array_equal(found[0][name], found[1][name]), name
 

@@ -13,7 +13,7 @@ import tae_ratings
 import tf1_input
 import tf1_sparse
 import tf1_tied_ae as tae
-from conftest import call
+from conftest import call, loop_variables
 from tf1_config import ConfigError, Schedule
 from test_recommend import columns, generated, numpy_reconstruction, small
 
@@ -119,17 +119,8 @@ def test_the_sparse_loop_in_pieces_equals_one_piece():
     on), with the masking noise and dropout keyed by the step and lazy Adam."""
     _, csr = ratings()
     cfg = config("tied", mask_noise=0.2, code_dropout=0.2, optimizer="lazyadam", weight_decay=1e-3)
-    found = []
-    for pieces in ((6, 3), (1,) * 9):
-        ae = tae.build(cfg, Schedule(epochs=1, batch_size=1), 9, nnz=len(csr[2]))
-        with tf1.Session(graph=ae.graph) as sess:
-            sess.run(ae.init_op)
-            tf1_input.load(sess, ae.input, csr)
-            sess.run(ae.input.start_epoch_op, {ae.input.order_placeholder: np.arange(9, dtype=np.int32)[::-1].copy(),
-                                               ae.input.batch_size_placeholder: 1})
-            for n in pieces:
-                sess.run(ae.stages[-1].steps, {ae.input.steps_placeholder: n})
-            found.append(sess.run(ae.variables))
+    build = lambda: tae.build(cfg, Schedule(epochs=1, batch_size=1), 9, nnz=len(csr[2]))  # noqa: E731
+    found = [loop_variables(build, csr, np.arange(9)[::-1], 1, pieces) for pieces in ((6, 3), (1,) * 9)]
     for name in found[0]:
         assert np.array_equal(found[0][name], found[1][name]), name
 
