@@ -3,7 +3,8 @@
 
 Everything up to the data's own checks imports no TensorFlow, so --help and bad flags answer at
 once. Exit codes: 0 done, 1 unexpected error, 2 bad input (one line on stderr), 3 non-finite loss,
-4 a file could not be written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.
+4 a file could not be written, 5 a cluster task lost a parameter server (docs/cluster.md), 130
+interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint.
 """
 import argparse
 import contextlib
@@ -13,6 +14,7 @@ import sys
 import time
 from typing import NamedTuple, Optional
 
+import tae_cluster
 import tae_config
 import tae_files
 from tae_config import AEConfig, ConfigError, RunConfig
@@ -52,7 +54,8 @@ USAGE = """examples:
       --code-activation linear --output-activation sigmoid --mode tied-untied --pretrain rbm
 
 exit codes: 0 done, 1 unexpected error, 2 bad input, 3 non-finite loss, 4 a file could not be
-written, 130 interrupted by Ctrl-C (143 by SIGTERM) after saving a checkpoint."""
+written, 5 a cluster task lost a parameter server, 130 interrupted by Ctrl-C (143 by SIGTERM)
+after saving a checkpoint."""
 
 
 class Program(NamedTuple):
@@ -117,6 +120,7 @@ def make_parser(program=Program()):
                      "(an id of the ratings file) has not rated with the highest predicted ratings, with titles")
     use.add_argument("--export", action="store_true", help="(re)write RUN/export, the TF1 SavedModel "
                      "(every run writes it when it ends)")
+    tae_cluster.add_flags(p)
     return p
 
 
@@ -181,10 +185,12 @@ def config_record(model, run, ds, compare=False):
             "data_source": ds.source, **task_of(run.dataset).record(ds)}
 
 
-def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None, progress=None):
+def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None, progress=None,
+              cluster=None):
     """Build the model's graph with its run and hand it to the stage runner, with the baselines
     of the data (the task's, computed here unless given); then write the run's export. progress:
-    where main learns that training is over and the export is being written."""
+    where main learns that training is over and the export is being written. cluster
+    (tae_cluster.ClusterArgs): train as that cluster's chief."""
     import tae_export
     import tae_runner
 
@@ -193,7 +199,7 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
         baselines = task.baselines(model, ds)
     metrics = tae_runner.build_and_train(model, run.schedule(model), task, ds, out, config_record(model, run, ds),
                                          log=log, stop=stop, keep_data=keep_data, baselines=baselines,
-                                         patience=run.patience)
+                                         patience=run.patience, cluster=cluster)
     progress = progress or Progress()
     progress.exporting = str(out)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
@@ -295,6 +301,15 @@ def run_command(args, hold, program=Program(), progress=None):
     that keeps the run folder's lock until main returns; progress: what main needs to word a stop."""
     progress = progress if progress is not None else Progress()
     given = tae_config.given_flags(args)
+    cluster = tae_cluster.from_args(args)
+    if cluster is not None:
+        tae_cluster.refuse_flags(cluster, args, given)
+        if not cluster.chief:
+            import_tensorflow(args.verbose)
+            try:
+                return tae_cluster.serve_ps(cluster) if cluster.job == "ps" else tae_cluster.follow(cluster, given)
+            except ConfigError as e:
+                raise config_error(e) from None
     if args.encode or args.reconstruct or args.export or args.recommend is not None:
         return use_run(args, given, hold)
     if args.to:
@@ -334,6 +349,8 @@ def run_command(args, hold, program=Program(), progress=None):
         raise config_error(e) from None
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
+    if cluster is not None:
+        tae_cluster.refuse_run(run)
     out = args.out or tae_files.new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         RunFolder(out).prepare()
@@ -344,7 +361,7 @@ def run_command(args, hold, program=Program(), progress=None):
     if args.compare:
         compare(model, run, ds, out, progress=progress)
     else:
-        train_one(model, run, ds, out, progress=progress)
+        train_one(model, run, ds, out, progress=progress, cluster=cluster)
     print(f"done in {time.time() - start:.0f}s: {out}")
     return 0
 

@@ -29,6 +29,7 @@ class UsageError(Exception):
 
 
 EXIT_DIVERGED, EXIT_WRITE_FAILED = 3, 4  # Stopped's codes (the CLI's others: 2 bad input, 130/143 a signal)
+EXIT_CLUSTER_LOST = 5  # a cluster task lost a ps task it needs (tae_cluster)
 
 
 class DataError(Exception):

@@ -33,7 +33,7 @@ import tae_files
 import tf1_input
 import tf1_tied_ae as tae
 from tae_export import restore_checkpoint
-from tae_files import EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, WriteFailed
+from tae_files import EXIT_CLUSTER_LOST, EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, WriteFailed
 
 tf1 = tf.compat.v1
 # Steps per Session call: amortises the call's overhead; Ctrl-C, the progress bar and the
@@ -69,32 +69,46 @@ def epoch_order(seed, epoch_seed, n):
     return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
 
 
-def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None):
+def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None,
+          replica=None):
     """Run the stages of `ae` on `ds` (data of `task`, one of tae_cli.TASKS) in run folder `out` (new, or
     resumed from its newest checkpoint) and return its metrics. config: written to config.json once
     the start has succeeded. The task's NumPy copy of the training set is released once it is in the
     graph, unless keep_data. stop: an object whose `signum` turns non-None to stop (default: SIGINT
     and SIGTERM). baselines: the task's baselines, recorded in metrics.json and compared with at the
     end. With a validation split, the epoch of the lowest validation error is kept as the best
-    checkpoint and gives the final figures; patience: stop after that many epochs without a lower one."""
-    runner = Runner(ae, task.scoring(ae.config, ds, baselines), out, log, patience)
+    checkpoint and gives the final figures; patience: stop after that many epochs without a lower one.
+    replica (tae_cluster.Replica): the chief of a cluster run; the graph holds its shard."""
+    runner = Runner(ae, task.scoring(ae.config, ds, baselines), out, log, patience, replica)
     if baselines is not None:
         runner.metrics["baselines"] = baselines
-    with (stop or StopRequest()) as runner.stop, tf1.Session(graph=ae.graph) as runner.sess:
+    session = tf1.Session(replica.target, graph=ae.graph, config=replica.session_config()) if replica else \
+        tf1.Session(graph=ae.graph)
+    with (stop or StopRequest()) as runner.stop, session as runner.sess:
         try:
             try:
                 resumed = runner.start(config)
-                tf1_input.load(runner.sess, ae.input, task.graph_input(ds)[0])
-                if not keep_data:
+                tf1_input.load(runner.sess, ae.input, replica.data if replica else task.graph_input(ds)[0])
+                if replica:
+                    replica.started(runner.sess, config)
+                if not keep_data and not replica:
                     task.release(ds)  # images: the graph's copy is the one the run uses
                 runner.writer = Events(str(runner.folder), None if resumed else ae.graph)
                 for stage in ae.stages:
                     if runner.stopped_early is None:
                         runner.run_stage(stage)
                 runner.finish()
+                if replica:
+                    replica.finish(runner.sess)
             finally:
                 if runner.writer is not None:
                     runner.writer.close(quiet=sys.exc_info()[0] is not None)  # a failure in flight is the one to report
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
+            if replica is None:
+                raise
+            runner.write_metrics("lost a task")
+            raise Stopped(EXIT_CLUSTER_LOST, f"{lost(e)}; stopped, the last checkpoint is kept ({runner.newest()}); "
+                          "start the lost task again, then", then="--resume") from None
         except WriteFailed as e:
             try:
                 if runner.metrics.get("status") != "done":  # a failure after the end leaves the run done
@@ -106,9 +120,20 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
     return runner.metrics
 
 
-def build_and_train(model, schedule, task, ds, out, config, **kw):
+def lost(error):
+    """One line for a cluster task's lost connection (the runtime's message is many)."""
+    first = next((line for line in str(error.message).splitlines() if line.strip() and "====" not in line), "")
+    return f"lost a task of the cluster ({type(error).__name__}: {first.strip()[:160]})"
+
+
+def build_and_train(model, schedule, task, ds, out, config, cluster=None, **kw):
     """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
-    then `train` (the same keywords)."""
+    then `train` (the same keywords). cluster (tae_cluster.ClusterArgs): as that cluster's chief."""
+    if cluster is not None:
+        import tae_cluster
+
+        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True)
+        return train(replica.ae, task, ds, out, config, replica=replica, **kw)
     _, examples, keywords = task.graph_input(ds)
     return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)
 
@@ -170,8 +195,8 @@ class Events:
 class Runner:
     """The state of one run in progress; `train` drives it. Every method runs ops built with the graph."""
 
-    def __init__(self, ae, scoring, out, log, patience=None):
-        self.ae, self.scoring, self.log, self.patience = ae, scoring, log, patience
+    def __init__(self, ae, scoring, out, log, patience=None, replica=None):
+        self.ae, self.scoring, self.log, self.patience, self.replica = ae, scoring, log, patience, replica
         self.folder = out if isinstance(out, RunFolder) else RunFolder(out)
         self.out = str(self.folder)
         self.metrics = self.folder.metrics()
@@ -268,23 +293,31 @@ class Runner:
             k = 0
 
     def run_epoch(self, stage, epoch, start):
+        """The epoch's steps from step `start` within it. On a cluster the chief tells the followers
+        to take their shares of the remaining steps, takes its own, and waits for their reports."""
         pipe = self.ae.input
+        steps = stage.steps_per_epoch - start  # this process's
+        if self.replica:
+            steps = self.replica.begin_epoch(self.sess, self.ae.stages.index(stage), epoch, steps)
         order = epoch_order(self.ae.config.seed, stage.epoch_seed + epoch, pipe.num_examples)
-        self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.start_placeholder: start,
-                                            pipe.batch_size_placeholder: stage.batch_size})
+        self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.start_placeholder:
+                                            0 if self.replica else start, pipe.batch_size_placeholder: stage.batch_size})
         t0 = time.time() - self.sess.run(pipe.seconds)  # a resumed epoch carries its seconds on
-        bar = tf.keras.utils.Progbar(stage.steps_per_epoch, unit_name="step") if self.bar else None
+        bar = tf.keras.utils.Progbar(start + steps, unit_name="step") if self.bar else None
         k = start
-        while k < stage.steps_per_epoch:
-            n = min(STEPS_PER_CALL, stage.steps_per_epoch - k)
+        while k < start + steps:
+            n = min(STEPS_PER_CALL, start + steps - k)
             figures = self.sess.run(stage.steps, {pipe.steps_placeholder: n})
             self.check_finite(stage, epoch, k, figures)
             k += n
             if bar:
                 bar.update(k, [(FIGURE[stage.record], float(figures[-1]))])
-            if k < stage.steps_per_epoch and self.stop.signum is not None:
+            if k < start + steps and self.stop.signum is not None:
                 self.interrupt(stage, epoch, k, time.time() - t0)
-        self.end_epoch(stage, epoch, time.time() - t0)
+        if self.replica and not self.replica.end_epoch(
+                self.sess, stage.first_step + (epoch + 1) * stage.steps_per_epoch, self.log, self.stop):
+            self.interrupt(stage, epoch, k, time.time() - t0)
+        self.end_epoch(stage, epoch, time.time() - t0, k - start if self.replica else k)  # the steps figure_sum holds
 
     def check_finite(self, stage, epoch, k, figures):
         bad = np.flatnonzero(~np.isfinite(figures))
@@ -296,22 +329,31 @@ class Runner:
                           f"good checkpoint is kept ({self.newest()}); lower {flag}")
 
     def interrupt(self, stage, epoch, k, seconds):
-        """Save where the step stands (the epoch's figures and seconds go with it) and stop."""
+        """Save where the step stands (the epoch's figures and seconds go with it) and stop. A
+        cluster's chief saves at epoch ends only (the followers' steps are in flight): its resume
+        repeats the epoch."""
+        code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        if self.replica:
+            self.write_metrics("interrupted")
+            raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}; a "
+                          f"cluster saves at epoch ends: {self.newest()} is kept and a resume repeats the epoch",
+                          then="--resume")
         self.sess.run(self.ae.input.set_seconds_op, {self.ae.input.seconds_placeholder: seconds})
         self.write_metrics("interrupted")
         path = os.path.basename(self.save())
-        code = 128 + self.stop.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
         raise Stopped(code, f"interrupted in the {stage.name} stage at epoch {stage.first_epoch + epoch + 1}, step {k}; "
                       f"saved {path}", then="--resume")
 
-    def end_epoch(self, stage, epoch, seconds):
+    def end_epoch(self, stage, epoch, seconds, steps):
+        """The epoch's record (the training figure: the mean over this process's `steps` steps of
+        the epoch: on a cluster, the chief's), checkpoints, the log line."""
         if stage.epoch_end is not None:
             self.sess.run(stage.epoch_end)
         pipe = self.ae.input
         figure_sum = self.sess.run(pipe.figure_sum)
         done = [r["train_seconds"] for key in ("epochs", "pretrain") for r in self.metrics[key]]
         record = {"epoch": stage.first_epoch + epoch + 1, "stage": stage.name, "global_step": self.step(),
-                  FIGURE[stage.record]: figure_sum / stage.steps_per_epoch}
+                  FIGURE[stage.record]: figure_sum / steps}
         if stage.head is not None:  # which decoder trained, and the rate the schedule has reached
             record.update(decoder=stage.head.decoder, learning_rate=float(self.sess.run(stage.head.learning_rate)))
             record.update(self.scoring.epoch(stage.head, self.run_on))
@@ -391,6 +433,8 @@ class Runner:
         """sess.run(fetch) over the training set held in the graph, in its stored order (ae.x
         defaults to the next drawn batch; fetch None: those rows themselves): a list of results, one
         per batch, the last one short."""
+        if self.replica:
+            return self.replica.training_rows(self.run_on, fetch, batch)
         fetch = self.ae.x if fetch is None else fetch
         pipe, n = self.ae.input, self.ae.input.num_examples
         b = min(batch, n)

@@ -53,10 +53,16 @@ def padded(rows):
     return tf.pad(rows, [[0, 1], [0, 0]])
 
 
+def rows_of(kernel, ids):
+    """kernel[ids]: a variable's rows, or a partitioned variable's (tf1_cluster: contiguous parts,
+    as fixed_size_partitioner cuts them, which is the "div" strategy; TF 1.x's default is "mod")."""
+    return tf1.nn.embedding_lookup(kernel, ids, partition_strategy="div")
+
+
 def lookup(kernel, columns):
     """The rows of `kernel` ([width, hidden]) for the distinct `columns` ([k] int64), once each."""
     items, where = tf.unique(columns, out_idx=tf.int64)
-    return Lookup(items, where, padded(tf.nn.embedding_lookup(kernel, items)))
+    return Lookup(items, where, padded(rows_of(kernel, items)))
 
 
 def first_layer(batch, inputs, found):

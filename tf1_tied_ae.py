@@ -43,6 +43,7 @@ This module only builds graphs: importing it or calling `build` runs nothing, re
 changes no global TensorFlow setting. Every `build` makes a new tf.Graph and finalises it.
 """
 import random
+import re
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
@@ -97,6 +98,16 @@ class SparsePass(NamedTuple):
     train_op: tf.Operation  # one step on the fed input, like Head.train_op
 
 
+class Placement(NamedTuple):
+    """Where `build` puts a graph for between-graph replication on a cluster (tf1_cluster.placement):
+    each worker builds the same graph with its own `local` device."""
+
+    model: object  # a device function (tf1.train.replica_device_setter): variables, slots and global_step
+    # on the parameter servers, every other op on this worker
+    local: str  # this worker's device: the training set held in the graph and progress/*, one per worker
+    partitions: int  # the wide variables (encoder layer 0's kernel, the last decoder kernel and bias) in parts
+
+
 class AutoEncoder(NamedTuple):
     """What `build` returns. `finetune`, `sync_op`, `untie_op` are None where the mode has none;
     `input` and `stages` exist when built with a schedule."""
@@ -123,28 +134,67 @@ def _initializer(cfg, kind):
     return tf1.glorot_uniform_initializer() if kind == "kernel" else tf1.zeros_initializer()
 
 
-def encoder_variables(cfg):
-    """encoder/layer_{i}/{kernel,bias}, as two lists (the question's encoderWeights/Biases)."""
+def _split(partitions, axis, wide):
+    """The partitioner of a wide variable (one row or column per input value) on a cluster: that
+    many contiguous parts along `axis` (tf1_cluster); None keeps it whole."""
+    return tf1.fixed_size_partitioner(partitions, axis) if wide and partitions and partitions > 1 else None
+
+
+def encoder_variables(cfg, partitions=None):
+    """encoder/layer_{i}/{kernel,bias}, as two lists (the question's encoderWeights/Biases).
+    partitions: the first kernel (one row per input value) in that many parts, by rows."""
     kernels, biases = [], []
     for i in range(len(cfg.dims) - 1):
         with tf1.variable_scope(f"encoder/layer_{i}"):
-            kernels.append(tf1.get_variable("kernel", cfg.dims[i : i + 2], initializer=_initializer(cfg, "kernel")))
+            kernels.append(tf1.get_variable("kernel", cfg.dims[i : i + 2], initializer=_initializer(cfg, "kernel"),
+                                            partitioner=_split(partitions, 0, i == 0)))
             biases.append(tf1.get_variable("bias", [cfg.dims[i + 1]], initializer=_initializer(cfg, "bias")))
     return kernels, biases
 
 
-def decoder_variables(cfg):
+def decoder_variables(cfg, partitions=None):
     """decoder/layer_{j}/bias always, decoder/layer_{j}/kernel unless tied; j counts from the code.
-    Only untied mode trains the kernels from the start (sync's are copies; tied-untied's wait)."""
+    Only untied mode trains the kernels from the start (sync's are copies; tied-untied's wait).
+    partitions: the last kernel (one column per output value) in that many parts by columns, its
+    bias likewise, cut where the first encoder kernel's rows are."""
     rev = cfg.dims[::-1]
     kernels, biases = [], []
     for j in range(len(rev) - 1):
+        last = j == len(rev) - 2
         with tf1.variable_scope(f"decoder/layer_{j}"):
             if cfg.mode != "tied":
                 kernels.append(tf1.get_variable("kernel", rev[j : j + 2], initializer=_initializer(cfg, "kernel"),
-                                                trainable=cfg.mode == "untied"))
-            biases.append(tf1.get_variable("bias", [rev[j + 1]], initializer=_initializer(cfg, "bias")))
+                                                trainable=cfg.mode == "untied", partitioner=_split(partitions, 1, last)))
+            biases.append(tf1.get_variable("bias", [rev[j + 1]], initializer=_initializer(cfg, "bias"),
+                                           partitioner=_split(partitions, 0, last)))
     return kernels, biases
+
+
+def name_of(variable):
+    """A model variable's name ("encoder/layer_0/kernel"), whole or partitioned (a partitioned
+    variable has no single op; its parts are .../kernel/part_0, ...)."""
+    return variable.name.split(":")[0]
+
+
+def parts_of(variables):
+    """The tf.Variables behind `variables`: a partitioned one stands for its parts (what an
+    optimizer's var_list and a Saver see)."""
+    return [part for v in variables for part in ([v] if isinstance(v, tf.Variable) else list(v))]
+
+
+def name_slots_whole(optimizer, var_list):
+    """Checkpoint names for a partitioned variable's optimizer slots. TF 1.x derives the whole slot's
+    name by cutting the variable's name off the slot's, which mangles it when the optimizer works in
+    a scope of its own ("train/.../part_0/Adam" -> ".../art_0/Adam"); each part's slot is given the
+    name a single machine saves the slot under, "train/<variable>/Adam", so the checkpoints agree."""
+    for v in var_list:
+        for part in ([] if isinstance(v, tf.Variable) else list(v)):
+            for slot in (optimizer.get_slot(part, n) for n in optimizer.get_slot_names()):
+                info = getattr(slot, "_save_slice_info", None)
+                if info is not None:
+                    whole = re.sub(r"/part_\d+(?=/)", "", slot.op.name)
+                    slot._set_save_slice_info(tf.Variable.SaveSliceInfo(whole, info.full_shape, info.var_offset,
+                                                                        info.var_shape))
 
 
 def _keep(h, layer, drop):
@@ -262,15 +312,15 @@ def weight_decay(cfg, var_list, touched=None):
     touched (lazyadam on the sparse path): the batch's distinct items; the two wide kernels (the
     first encoder kernel's rows, the last decoder kernel's columns) are decayed at those only, so
     the decay's gradient touches no other row."""
-    kernels = [v for v in var_list if v.op.name.endswith("/kernel")]
+    kernels = [v for v in var_list if name_of(v).endswith("/kernel")]
     if not cfg.weight_decay or not kernels:
         return None
     last = f"decoder/layer_{len(cfg.dims) - 2}/kernel"
 
     def part(w):
-        if touched is None or w.op.name not in ("encoder/layer_0/kernel", last):
+        if touched is None or name_of(w) not in ("encoder/layer_0/kernel", last):
             return w
-        return tf.nn.embedding_lookup(w, touched) if w.op.name.startswith("encoder/") else tf.gather(w, touched, axis=1)
+        return tf1_sparse.rows_of(w, touched) if name_of(w).startswith("encoder/") else tf.gather(w, touched, axis=1)
 
     return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(part(w)) for w in kernels])
 
@@ -312,7 +362,8 @@ def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
 def assign_transposes(dst_kernels, encoder_kernels):
     """Decoder kernel j <- encoder kernel L-1-j, transposed (sync, untie and unrolling use this)."""
     n = len(dst_kernels)
-    return tf.group(*[dst_kernels[j].assign(tf.transpose(encoder_kernels[n - 1 - j])) for j in range(n)])
+    assigned = [dst_kernels[j].assign(tf.transpose(encoder_kernels[n - 1 - j])) for j in range(n)]
+    return tf.group(*[a for one in assigned for a in (one if isinstance(one, list) else [one])])  # a list per partitioned one
 
 
 class _Parts(NamedTuple):
@@ -325,6 +376,7 @@ class _Parts(NamedTuple):
     global_step: tf.Variable
     pipe: Optional[tf1_input.Pipeline]
     image_shape: Optional[Tuple[int, int]]
+    epoch_examples: Optional[int]  # what an epoch counts: the training set's size (the pipeline's, or all shards')
 
 
 def head(parts, name, untied, var_list, rate, after=None):
@@ -353,7 +405,7 @@ def head(parts, name, untied, var_list, rate, after=None):
             asked = pairs
             items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)
             columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf1_sparse.padded(
-                tf.nn.embedding_lookup(enc_w[0], items))
+                tf1_sparse.rows_of(enc_w[0], items))
         # the batch's own pairs are many per row: one product over its distinct items; asked pairs, a pair at a time
         at_pairs = tf1_sparse.at_pairs_block if pairs is None else tf1_sparse.at_pairs
         last = lambda g: at_pairs(g, asked[:, 0], where, columns, dec_b[-1], asked[:, 1])  # noqa: E731
@@ -379,7 +431,7 @@ def head(parts, name, untied, var_list, rate, after=None):
         return Training(None, code, loss, loss if decay is None else loss + decay)
 
     def step(objective, x):  # sync's frozen copies are outside var_list: no gradient reaches W through them
-        update = optimizer.minimize(objective, parts.global_step, var_list=list(var_list))
+        update = optimizer.minimize(objective, parts.global_step, var_list=parts_of(var_list))
         if cfg.dense_refeed:
             # DeepRecommender's dense re-feeding (Kuchaiev & Ginsburg 2017): after the step on x, its
             # dense output y = f(x), as updated, is a new example, input and target both; a second
@@ -387,7 +439,7 @@ def head(parts, name, untied, var_list, rate, after=None):
             with tf.control_dependencies([update]):  # every read below comes after the first update
                 y = tf.stop_gradient(forward(x, x)[1])
                 again = training(y)
-                update = optimizer.minimize(again.objective, var_list=list(var_list))
+                update = optimizer.minimize(again.objective, var_list=parts_of(var_list))
         if after is None:
             return update
         with tf.control_dependencies([update]):
@@ -409,6 +461,7 @@ def head(parts, name, untied, var_list, rate, after=None):
             sparse = SparsePass(input=fed, pairs=pairs, predictions=sparse_forward(fed, fed.values, pairs)[1],
                                 training=sparse_trained, train_op=step(sparse_trained.objective, None))
         steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None else None
+        name_slots_whole(optimizer, var_list)
         now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
     code, reconstruction, loss, sse = clean
     return Head(code=code, reconstruction=reconstruction, loss=loss, sse=sse, train_op=train_op,
@@ -416,13 +469,14 @@ def head(parts, name, untied, var_list, rate, after=None):
                 learning_rate=now, sparse=sparse), steps
 
 
-def stage(name, epochs, first_epoch, first_step, schedule, pipe, steps, head_, enter=None, epoch_end=None):
+def stage(name, epochs, first_epoch, first_step, schedule, examples, steps, head_, enter=None, epoch_end=None):
     return tf1_input.Stage(name=name, record="epochs", epochs=epochs, first_epoch=first_epoch, first_step=first_step,
-                           batch_size=schedule.batch_size, steps_per_epoch=pipe.num_examples // schedule.batch_size,
+                           batch_size=schedule.batch_size, steps_per_epoch=examples // schedule.batch_size,
                            epoch_seed=first_epoch, steps=steps, enter=enter, epoch_end=epoch_end, head=head_)
 
 
-def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None, image_shape=None):
+def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None, image_shape=None,
+          placement=None, epoch_examples=None):
     """Build the autoencoder of `cfg` into a new, finalised tf.Graph; nothing runs.
 
     With a `schedule` (tf1_config.Schedule) and `num_examples`, the graph also holds the training
@@ -431,7 +485,10 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
     cursor or tfdata (the same batches). nnz: the training set is a sparse CSR matrix with that many
     stored values (ratings; fill it with (indptr, columns, values)). image_shape: (H, W) of the
     examples, H * W = dims[0], for cfg.shift. finalize=False leaves the graph open for extra ops
-    (tests add tf.gradients).
+    (tests add tf.gradients). placement (a Placement): the graph as one worker's replica on a cluster,
+    the model on the parameter servers and the wide variables partitioned; the same names, so the
+    checkpoints are a single machine's. epoch_examples: the training set's size when the graph holds
+    one worker's shard of it (num_examples rows): the stages' steps per epoch count the whole set.
     """
     if not isinstance(cfg, AEConfig):
         raise TypeError("build takes an AEConfig")
@@ -442,23 +499,25 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
     if cfg.sparse_input and schedule is not None and nnz is None:
         raise ValueError("sparse_input trains on a sparse training set: give nnz (the CSR matrix's stored values)")
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), tf1.device(placement.model if placement else None):
         if cfg.seed is not None:
             tf1.set_random_seed(cfg.seed)  # the graph's seed: op seeds follow from creation order
         global_step = tf1.train.get_or_create_global_step()
-        pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if schedule else None
+        with tf1.device(placement.local if placement else None):  # each worker's own, never the servers'
+            pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if schedule else None
         default = pipe.next_batch() if pipe else None
         x = tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe else \
             tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
-        parts = _Parts(cfg, x, encoder_variables(cfg), decoder_variables(cfg), global_step, pipe,
-                       tuple(image_shape) if image_shape else None)
+        partitions = placement.partitions if placement else None
+        parts = _Parts(cfg, x, encoder_variables(cfg, partitions), decoder_variables(cfg, partitions), global_step, pipe,
+                       tuple(image_shape) if image_shape else None, epoch_examples or num_examples)
         model = _heads_and_stages(parts, schedule)
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if model["sync_op"] is not None:  # the frozen copies start equal to the transposes
             with tf.control_dependencies([init]):
                 init = assign_transposes(parts.decoder[0], parts.encoder[0])
         saver = tf1.train.Saver(max_to_keep=3, save_relative_paths=True)
-        variables = {v.op.name: v for v in [*parts.encoder[0], *parts.encoder[1], *parts.decoder[0],
+        variables = {name_of(v): v for v in [*parts.encoder[0], *parts.encoder[1], *parts.decoder[0],
                                             *parts.decoder[1]]}
         # a second Saver for the best epoch: its own bookkeeping, so the rolling one never prunes it
         best_saver = tf1.train.Saver([*variables.values(), global_step], max_to_keep=1, save_relative_paths=True,
@@ -472,7 +531,7 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
 def _heads_and_stages(parts, schedule):
     """The heads, the ops between them, and (with a schedule) the stages, as build's dict of parts."""
     cfg, (enc_w, enc_b), (dec_w, dec_b) = parts.cfg, parts.encoder, parts.decoder
-    variables = {v.op.name: v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
+    variables = {name_of(v): v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
     rbm_cfg = schedule.rbm if schedule else None
     stages, first = (), 0
     if rbm_cfg:
@@ -484,7 +543,7 @@ def _heads_and_stages(parts, schedule):
         unroll = tf.group(unroll, name="unroll_rbms")
         stages = stages[:-1] + (stages[-1]._replace(epoch_end=unroll),)
         first = stages[-1].last_step
-    per_epoch = parts.pipe.num_examples // schedule.batch_size if schedule else 0
+    per_epoch = parts.epoch_examples // schedule.batch_size if schedule else 0
     decay = max(1, schedule.epochs * per_epoch) if schedule else None  # cosine over all the autoencoder's steps
     sync_op = assign_transposes(dec_w, enc_w) if cfg.mode == "sync" else None
     resync = (lambda: assign_transposes(dec_w, enc_w)) if sync_op is not None and (
@@ -501,10 +560,10 @@ def _heads_and_stages(parts, schedule):
     if schedule:
         tied = schedule.tied_epochs if cfg.mode == "tied-untied" else schedule.epochs  # Schedule: half, unless given
         epoch_end = sync_op if schedule.sync_every == "epoch" and sync_op is not None else None
-        stages += (stage("tied" if untie_op is not None else cfg.mode, tied, 0, first, schedule, parts.pipe, train_steps,
+        stages += (stage("tied" if untie_op is not None else cfg.mode, tied, 0, first, schedule, parts.epoch_examples, train_steps,
                          train, epoch_end=epoch_end),)
         if untie_op is not None:
-            stages += (stage("untied", schedule.epochs - tied, tied, stages[-1].last_step, schedule, parts.pipe,
+            stages += (stage("untied", schedule.epochs - tied, tied, stages[-1].last_step, schedule, parts.epoch_examples,
                              finetune_steps, finetune, enter=untie_op),)
     return dict(train=train, finetune=finetune, sync_op=sync_op, untie_op=untie_op, stages=stages)
 
@@ -533,7 +592,7 @@ def build_inference(cfg, untied):
         _, recon = decode(cfg, code, dec_b, kernels=dec_w) if untied else decode(cfg, code, dec_b,
                                                                                   encoder_kernels=enc_w)
         recon = tf.identity(recon, name="reconstruction")
-        variables = {v.op.name: v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
+        variables = {name_of(v): v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
         saver = tf1.train.Saver(list(variables.values()))
     return Inference(graph=graph, x=x, code=code, reconstruction=recon, variables=variables, saver=saver)
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 
 GOLDEN = ROOT.parent / "shared" / "tf1.15-api-golden"
-LIBRARY = ("tf1_tied_ae.py", "tf1_input.py", "tf1_rbm.py", "tf1_sparse.py")
+LIBRARY = ("tf1_tied_ae.py", "tf1_input.py", "tf1_rbm.py", "tf1_sparse.py", "tf1_cluster.py")
 
 
 def golden_file(path):

@@ -1,0 +1,140 @@
+"""A cluster on localhost (tf1_cluster, tae_cluster): ps tasks and workers on 127.0.0.1 with free
+ports. The ps tasks and the follower run as threads of this process (one TensorFlow import); a
+chief that gets killed runs as a process of its own. Every task ends by itself: the chief's finish
+stops the others, and each thread is joined with a time limit."""
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, call
+
+DIGITS = ["--dataset", "digits", "--dims", "64,16,4", "--batch-size", "32", "--seed", "3"]
+LIMIT = 60  # seconds any task may take
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def cluster_flags(ps=1, workers=2):
+    ports = free_ports(ps + workers)
+    hosts = [f"127.0.0.1:{p}" for p in ports]
+    return ["--ps-hosts", ",".join(hosts[:ps]), "--worker-hosts", ",".join(hosts[ps:])]
+
+
+class Task(threading.Thread):
+    """train.py's main with these flags in a thread of this process; `code` once it returns."""
+
+    def __init__(self, *args):
+        super().__init__(daemon=True)
+        self.args, self.code = [str(a) for a in args], None
+
+    def run(self):
+        import tae_cli
+
+        self.code = tae_cli.main(self.args)
+
+
+def start_others(flags, ps=1, workers=2, extra=()):
+    tasks = [Task(*flags, "--job-name", "ps", "--task-index", k) for k in range(ps)]
+    tasks += [Task(*flags, "--job-name", "worker", "--task-index", k, *extra) for k in range(1, workers)]
+    for t in tasks:
+        t.start()
+    return tasks
+
+
+def join(tasks):
+    for t in tasks:
+        t.join(LIMIT)
+    assert [t.code for t in tasks] == [0] * len(tasks), "every task ends by itself, exit 0"
+
+
+def write_ratings(path, users=48, items=30, seed=0):
+    rng = np.random.RandomState(seed)
+    lines = [f"{u}\t{i}\t{rng.randint(1, 6)}" for u in range(1, users + 1) for i in range(1, items + 1)
+             if rng.rand() < 0.4]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_bad_cluster_flags_are_one_line(tmp_path, capsys):
+    flags = cluster_flags()
+    for args, words in [
+        (["--job-name", "ps", "--task-index", "0"], "takes all four"),
+        (["--ps-hosts", "localhost", "--worker-hosts", "127.0.0.1:1", "--job-name", "ps", "--task-index", "0"],
+         "HOST:PORT"),
+        ([*flags, "--job-name", "worker", "--task-index", "2"], "between 0 and 1"),
+        ([*flags, "--job-name", "ps", "--task-index", "0", "--epochs", "3"], "does nothing for a ps task"),
+        ([*flags, "--job-name", "worker", "--task-index", "1", "--epochs", "3"], "takes the run's settings"),
+        ([*flags, "--job-name", "worker", "--task-index", "0", "--compare"], "runs on one machine"),
+        ([*flags, "--job-name", "worker", "--task-index", "0", "--dataset", "digits", "--pretrain", "rbm", "--activation", "sigmoid", "--output-activation", "sigmoid",
+          "--out", tmp_path / "r"], "--pretrain rbm runs on one machine"),
+    ]:
+        code, out, err = call(capsys, *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "r").exists()
+
+
+def checkpoint_shapes(folder):
+    import tensorflow as tf
+
+    prefix = tf.train.latest_checkpoint(str(folder))
+    return dict(tf.train.list_variables(prefix))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["images", "ratings"])
+def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path, capsys):
+    """2 ps tasks and 2 workers: the wide variables in two parts, one on each ps. The loss falls,
+    each epoch is the run's own number of global steps, the checkpoint holds whole variables under
+    the single-machine names, a single-process restore gives the chief's test figure (images), and
+    one machine carries the cluster's run on (ratings)."""
+    out = tmp_path / "run"
+    if kind == "images":
+        data = [*DIGITS, "--mode", "tied-untied", "--epochs", "4"]
+    else:
+        data = ["--dataset", write_ratings(tmp_path / "r.tsv"), "--dims", "48,8", "--batch-size", "4", "--epochs", "4",
+                "--seed", "1", "--mode", "tied", "--lr-schedule", "constant"]
+    flags = cluster_flags(ps=2)
+    others = start_others(flags, ps=2)
+    code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--out", out)
+    assert code == 0, err
+    join(others)
+    metrics = json.loads((out / "metrics.json").read_text())
+    epochs = metrics["epochs"]
+    assert metrics["status"] == "done" and len(epochs) == 4
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    steps = epochs[0]["global_step"]
+    assert [e["global_step"] for e in epochs] == [steps * (k + 1) for k in range(4)], "an epoch's steps, exactly"
+    shapes = checkpoint_shapes(out)
+    assert shapes["encoder/layer_0/kernel"] == ([64, 16] if kind == "images" else [48, 8])
+    assert not any("part_" in name for name in shapes), ("saved whole, under the single-machine names", shapes)
+    if kind == "images":
+        import tae_data
+
+        assert [e["decoder"] for e in epochs] == ["tied", "tied", "untied", "untied"]
+        assert shapes["decoder/layer_1/kernel"] == [16, 64]
+        test = tae_data.load("digits", None, log=lambda *_: None).test
+        np.save(tmp_path / "test.npy", test)
+        code, _, err = call(capsys, "--out", out, "--reconstruct", tmp_path / "test.npy", "--to", tmp_path / "r.npy")
+        assert code == 0, err
+        sse = ((np.load(tmp_path / "r.npy") - test) ** 2).sum(axis=1).mean()
+        np.testing.assert_allclose(sse, metrics["final"]["test_sse_per_image"], rtol=1e-5)
+    else:
+        code, stdout, err = call(capsys, "--out", out, "--resume", "--epochs", 5)  # one machine, from the cluster's
+        assert code == 0 and "resuming" in stdout, err
+        more = json.loads((out / "metrics.json").read_text())["epochs"]
+        assert [e["global_step"] for e in more] == [steps * (k + 1) for k in range(5)]
