@@ -10,6 +10,8 @@ launch scripts pass flags).
     worker k>0   a follower: takes the settings from the chief, loads the data itself (its own
                  --data-dir where the path differs), trains its shard when told (`follow`)
 
+TensorFlow is imported inside the functions: tae_cli imports this module before any flag is checked.
+
 An epoch is the run's own number of steps (training examples // batch size, as on one machine),
 shared out among the workers (tf1_cluster.shares); each worker draws its batches from its own
 contiguous shard of the training set. The global step, the stages, the learning-rate schedule and
@@ -152,11 +154,11 @@ class Replica:
     """One worker's part of a cluster run: its server, its graph's coordination ops, its shard. The
     stage runner (tae_runner) calls the chief's methods; `follow` is a follower's loop."""
 
-    def __init__(self, cluster, spec, server, ae, coordination, data, examples):
-        self.cluster, self.spec, self.server, self.ae = cluster, spec, server, ae
-        self.coord, self.data, self.examples = coordination, data, examples
+    def __init__(self, cluster, server, ae, coordination, local_init, data, examples, full_rows=None):
+        self.cluster, self.server, self.ae, self.coord, self.local_init = cluster, server, ae, coordination, local_init
+        self.data, self.examples, self.full_rows = data, examples, full_rows  # the shard; the whole set's size
         self.workers = len(cluster.worker_hosts)
-        self.sequence = 0
+        self.sequence = 0  # the chief's last instruction
 
     @property
     def target(self):
@@ -240,10 +242,7 @@ def build_replica(model, schedule, task, ds, cluster, full_rows=False, started=N
         coord = tf1_cluster.coordination(spec.num_tasks("ps"), ae.global_step)
         local_init = tf1_cluster.local_initializer(tf1_cluster.worker_device(cluster.index))
     ae.graph.finalize()
-    replica = Replica(cluster, spec, server, ae, coord, mine, examples)
-    replica.local_init = local_init
-    replica.full_rows = data if full_rows else None
-    return replica
+    return Replica(cluster, server, ae, coord, local_init, mine, examples, data if full_rows else None)
 
 
 def read_settings(cluster, server, log):

@@ -100,17 +100,24 @@ def checkpoint_shapes(folder):
 def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path, capsys):
     """2 ps tasks and 2 workers: the wide variables in two parts, one on each ps. The loss falls,
     each epoch is the run's own number of global steps, the checkpoint holds whole variables under
-    the single-machine names, a single-process restore gives the chief's test figure (images), and
-    one machine carries the cluster's run on (ratings)."""
+    the single-machine names, a single-process restore gives the chief's test figure (images); a run
+    begun on one machine goes on on the cluster, and back on one machine (ratings)."""
     out = tmp_path / "run"
     if kind == "images":
         data = [*DIGITS, "--mode", "tied-untied", "--epochs", "4"]
     else:
-        data = ["--dataset", write_ratings(tmp_path / "r.tsv"), "--dims", "48,8", "--batch-size", "4", "--epochs", "4",
+        data = ["--dataset", write_ratings(tmp_path / "r.tsv"), "--dims", "48,8", "--batch-size", "4",
                 "--seed", "1", "--mode", "tied", "--lr-schedule", "constant"]
     flags = cluster_flags(ps=2)
     others = start_others(flags, ps=2)
-    code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--out", out)
+    if kind == "ratings":  # two epochs on one machine, then the cluster resumes the run to 4
+        code, _, err = call(capsys, *data, "--epochs", 2, "--out", out)
+        assert code == 0, err
+        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume",
+                                 "--epochs", 4)
+        assert "resuming" in stdout
+    else:
+        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--out", out)
     assert code == 0, err
     join(others)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -138,3 +145,57 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
         assert code == 0 and "resuming" in stdout, err
         more = json.loads((out / "metrics.json").read_text())["epochs"]
         assert [e["global_step"] for e in more] == [steps * (k + 1) for k in range(5)]
+
+
+def epochs_done(out):
+    try:
+        return len(json.loads((out / "metrics.json").read_text()).get("epochs", []))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def wait_for(predicate, what):
+    deadline = time.time() + LIMIT
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def process(*args):
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_rejoins_and_a_killed_chief_resumes(tmp_path, capsys):
+    """Worker 1 killed mid-run and started again: it rejoins, and the chief's epochs keep their exact
+    global steps. Then the chief killed: the ps task and the worker wait, and the chief's --resume
+    carries the run to its end from the last checkpoint; every task then stops by itself."""
+    out, epochs = tmp_path / "run", 14
+    flags = cluster_flags()
+    ps = start_others(flags, workers=1)
+    follower = process(*flags, "--job-name", "worker", "--task-index", 1)
+    chief = process(*flags, "--job-name", "worker", "--task-index", 0, *DIGITS, "--dims", "64,256,4",
+                    "--batch-size", "8", "--epochs", epochs, "--lr-schedule", "constant", "--out", out)
+    try:
+        wait_for(lambda: epochs_done(out) >= 2, "two epochs")
+        follower.send_signal(signal.SIGKILL)
+        follower.wait(LIMIT)
+        again = start_others(flags, ps=0)  # worker 1 again, as a thread of this process
+        wait_for(lambda: epochs_done(out) >= 5, "the epochs after the rejoin")
+        chief.send_signal(signal.SIGKILL)
+        chief.wait(LIMIT)
+    finally:
+        for p in (follower, chief):
+            if p.poll() is None:
+                p.kill()
+    kept = epochs_done(out)
+    assert kept < epochs, "the chief was killed before the end"
+    code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume")
+    assert code == 0 and "resuming" in stdout, err
+    join(ps + again)
+    metrics = json.loads((out / "metrics.json").read_text())
+    steps = metrics["epochs"][0]["global_step"]
+    assert metrics["status"] == "done" and [e["epoch"] for e in metrics["epochs"]] == list(range(1, epochs + 1))
+    assert [e["global_step"] for e in metrics["epochs"]] == [steps * (k + 1) for k in range(epochs)]
+    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]

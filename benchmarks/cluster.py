@@ -1,0 +1,179 @@
+"""Steps per second and bytes sent per step of a training step on a localhost cluster (tf1_cluster),
+1, 2 and 4 ps tasks, the sparse path against the dense one, beside the same step on one machine.
+
+    python benchmarks/cluster.py [--users 20000] [--ps 1,2,4] [--rounds 2]
+
+The data: users drawn as in benchmarks/ratings_scale.py's ML-20M-shaped set (26,744 items, item
+popularity Zipf-like, 20 or more ratings a user), the first --users of them (the batches are the same
+shape as the full set's; only the number of batches differs), user-based, DeepRecommender's
+n,512,512,1024 SELU net, tied, dropout 0.8 on the code, batches of 128. Every task is a server in
+this process (tf.train.Server), talking over gRPC on 127.0.0.1 as separate machines would; one
+worker steps. Bytes per step: what the step's RecvTensor transfers carried between tasks (a traced
+step's step stats, both directions), the median of 3 steps. Steps per second: the median over
+--rounds rounds of 48 steps (3 calls of 16) after 16 warm-up steps, the configurations interleaved.
+On 2 cores a cluster cannot be faster than one machine: the point is what crosses the network, from
+which the README works out, on paper, the workers and ps bandwidth a real cluster needs.
+Results: benchmarks/results/cluster.json.
+"""
+import argparse
+import json
+import os
+import pathlib
+import re
+import socket
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+ITEMS, USERS, RATINGS = 26_744, 138_493, 20_000_263  # ratings_scale.SETS["ml20m"]
+BATCH = 128
+UNITS = {"B": 1, "KB": 2 ** 10, "MB": 2 ** 20, "GB": 2 ** 30}  # a RecvTensor's size in its timeline label
+PATHS = {"sparse, lazy Adam": dict(sparse_input=True, optimizer="lazyadam"),
+         "dense, Adam": dict(sparse_input=False, optimizer="adam")}
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ratings(users, seed=0):
+    """The first `users` users' ratings of the ML-20M-shaped set, as a CSR (indptr, columns, values)."""
+    import ratings_scale
+
+    rng = np.random.RandomState(seed)
+    codes = np.sort(ratings_scale.pairs(rng, users, ITEMS, int(RATINGS * users / USERS), skewed=True))
+    user, item = codes // ITEMS, codes % ITEMS
+    values = (rng.randint(1, 11, len(codes)) / 2.0).astype(np.float32)  # 0.5 to 5 in halves
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(user, minlength=users))]).astype(np.int64)
+    return indptr, item.astype(np.int64), values
+
+
+def model(path):
+    from tf1_config import AEConfig
+
+    return AEConfig(dims=(ITEMS, 512, 512, 1024), activation="selu", code_activation="selu", code_dropout=0.8,
+                    mode="tied", loss="masked_mse", lr_schedule="constant", seed=0, **PATHS[path])
+
+
+class Setup:
+    """One configuration: its servers (none on one machine), graph and session, data loaded."""
+
+    def __init__(self, path, ps, data):
+        import tensorflow as tf
+
+        import tf1_cluster
+        import tf1_input
+        import tf1_tied_ae
+        from tf1_config import Schedule
+
+        tf1 = tf.compat.v1
+        rows = len(data[0]) - 1
+        placement, target, config = None, "", None
+        if ps:
+            spec = tf1_cluster.cluster_spec([f"127.0.0.1:{free_port()}" for _ in range(ps)],
+                                            [f"127.0.0.1:{free_port()}"])
+            self.servers = [tf1.train.Server(spec, "ps", k) for k in range(ps)] + [tf1.train.Server(spec, "worker", 0)]
+            placement, target, config = tf1_cluster.placement(spec, 0), self.servers[-1].target, \
+                tf1_cluster.session_config("worker", 0)
+        self.ae = tf1_tied_ae.build(model(path), Schedule(epochs=1, batch_size=BATCH), rows, nnz=len(data[2]),
+                                    placement=placement)
+        self.sess = tf1.Session(target, graph=self.ae.graph, config=config)
+        self.sess.run(self.ae.init_op)
+        tf1_input.load(self.sess, self.ae.input, data)
+        pipe = self.ae.input
+        order = np.random.RandomState(0).permutation(rows).astype(np.int32)
+        self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: BATCH})
+        self.steps = self.ae.stages[-1].steps
+        self.calls = 0
+        self.call(16)  # warm-up
+
+    def call(self, n, **kw):
+        self.calls += n
+        if self.calls > self.ae.input.num_examples // BATCH:  # start the order again before it runs out
+            pipe = self.ae.input
+            self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(pipe.num_examples, dtype=np.int32),
+                                                pipe.batch_size_placeholder: BATCH})
+            self.calls = n
+        return self.sess.run(self.steps, {self.ae.input.steps_placeholder: n}, **kw)
+
+    def seconds_per_step(self):
+        start = time.perf_counter()
+        for _ in range(3):
+            self.call(16)
+        return (time.perf_counter() - start) / 48
+
+    def bytes_per_step(self):
+        import tensorflow as tf
+
+        tf1 = tf.compat.v1
+        found = []
+        for _ in range(3):
+            meta = tf1.RunMetadata()
+            self.call(1, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=meta)
+            found.append(sum(float(m.group(1)) * UNITS[m.group(2)] for d in meta.step_stats.dev_stats
+                             for n in d.node_stats if n.node_name == "RecvTensor"
+                             for m in [re.match(r"\[([\d.]+)([KMG]?B)\]", n.timeline_label)] if m))
+        return float(np.median(found))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, default=20_000, help="(default: %(default)s)")
+    p.add_argument("--ps", default="1,2,4", help="ps task counts (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=2, help="(default: %(default)s)")
+    p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
+    args = p.parse_args()
+    import throughput
+
+    gflops = [throughput.run_matmul()]
+    data = ratings(args.users)
+    print(f"{args.users} users, {len(data[2])} ratings, {ITEMS} items; matmul {gflops[0]:.0f} GFLOP/s", flush=True)
+    setups = {(path, ps): Setup(path, ps, data) for path in PATHS for ps in [0, *map(int, args.ps.split(","))]}
+    seconds = {key: [] for key in setups}
+    for _ in range(args.rounds):  # interleaved: every configuration once a round
+        for key, setup in setups.items():
+            seconds[key].append(setup.seconds_per_step())
+    rows = {}
+    for (path, ps), setup in setups.items():
+        name = f"{path}, {'one machine' if not ps else f'{ps} ps'}"
+        rows[name] = {"path": path, "ps_tasks": ps, "steps_per_s": 1.0 / float(np.median(seconds[(path, ps)])),
+                      "seconds_per_step_rounds": seconds[(path, ps)],
+                      "bytes_per_step": setup.bytes_per_step() if ps else 0.0}
+        print(f"{name:<34} {rows[name]['steps_per_s']:7.2f} steps/s  {rows[name]['bytes_per_step'] / 2**20:9.2f} MiB "
+              "a step between tasks", flush=True)
+    gflops.append(throughput.run_matmul())
+    # on paper: an ML-20M epoch (USERS // BATCH steps) in 60 s, workers at this machine's speed; each
+    # ps task's traffic at that rate (a 10 Gbit/s link carries 1,250 MB/s)
+    steps = USERS // BATCH
+    paper = {}
+    for path in PATHS:
+        one = rows[f"{path}, one machine"]["steps_per_s"]
+        per_ps = {r["ps_tasks"]: r["bytes_per_step"] * steps / 60.0 / r["ps_tasks"] for r in rows.values()
+                  if r["path"] == path and r["ps_tasks"]}
+        paper[path] = {"steps_per_epoch": steps, "steps_per_s_needed": steps / 60.0,
+                       "workers_at_one_machine_speed": int(np.ceil(steps / 60.0 / one)),
+                       "bytes_per_s_per_ps_task": per_ps}
+        print(f"{path}: an ML-20M epoch ({steps} steps) in 60 s needs {steps / 60:.1f} steps/s: "
+              f"{paper[path]['workers_at_one_machine_speed']} workers at this machine's {one:.2f} steps/s; each ps "
+              "task then carries " + ", ".join(f"{v / 1e6:.0f} MB/s with {k} ps" for k, v in per_ps.items()), flush=True)
+    results = {"users": args.users, "ratings": int(len(data[2])), "items": ITEMS, "batch_size": BATCH,
+               "matmul_gflops_before_after": gflops, "rows": rows, "on_paper": paper,
+               "command": "python benchmarks/cluster.py " + " ".join(sys.argv[1:])}
+    path = pathlib.Path(args.results) / "cluster.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"matmul {gflops[0]:.0f} / {gflops[1]:.0f} GFLOP/s; wrote {path}")
+    os._exit(0)  # the servers have no shutdown: end the process with them
+
+
+if __name__ == "__main__":
+    main()
