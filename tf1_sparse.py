@@ -76,10 +76,19 @@ def first_layer(batch, inputs, found):
     return tf.matmul(block, found.rows)
 
 
+def gather_columns(kernel, columns):
+    """kernel[:, columns]: a gather along axis 1, whose gradient is dense (the whole kernel). It
+    gathers from the kernel read as one tensor where the step runs (tf.identity): on a cluster the
+    gradient's shape op is colocated with the gathered tensor, and colocated with the variable's own
+    read it would be pinned to the parameter server against the worker's device (TF refuses the
+    graph). On one machine the identity forwards the same buffer."""
+    return tf.gather(tf.identity(kernel), columns, axis=1)
+
+
 def columns_of(kernel, items):
     """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items) + 1, hidden],
     `padded`). A gather along axis 1: its gradient is dense (the whole kernel)."""
-    return padded(tf.transpose(tf.gather(kernel, items, axis=1)))
+    return padded(tf.transpose(gather_columns(kernel, items)))
 
 
 def at_pairs_block(g, pairs_rows, where, columns_rows, bias, pair_columns):

@@ -320,7 +320,8 @@ def weight_decay(cfg, var_list, touched=None):
     def part(w):
         if touched is None or name_of(w) not in ("encoder/layer_0/kernel", last):
             return w
-        return tf1_sparse.rows_of(w, touched) if name_of(w).startswith("encoder/") else tf.gather(w, touched, axis=1)
+        return tf1_sparse.rows_of(w, touched) if name_of(w).startswith("encoder/") else \
+            tf1_sparse.gather_columns(w, touched)
 
     return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(part(w)) for w in kernels])
 

@@ -100,24 +100,26 @@ def checkpoint_shapes(folder):
 def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path, capsys):
     """2 ps tasks and 2 workers: the wide variables in two parts, one on each ps. The loss falls,
     each epoch is the run's own number of global steps, the checkpoint holds whole variables under
-    the single-machine names, a single-process restore gives the chief's test figure (images); a run
-    begun on one machine goes on on the cluster, and back on one machine (ratings)."""
+    the single-machine names; images: a run begun on one machine goes on on the cluster, and a
+    single-process restore gives the chief's test figure; ratings (the sparse path, tied then
+    untied): a cluster's run goes on on one machine."""
     out = tmp_path / "run"
     if kind == "images":
-        data = [*DIGITS, "--mode", "tied-untied", "--epochs", "4"]
-    else:
+        data = [*DIGITS, "--mode", "tied-untied", "--lr-schedule", "constant"]
+    else:  # the ratings defaults: the sparse path, lazy Adam; tied, then untied
         data = ["--dataset", write_ratings(tmp_path / "r.tsv"), "--dims", "48,8", "--batch-size", "4",
-                "--seed", "1", "--mode", "tied", "--lr-schedule", "constant"]
+                "--seed", "1", "--mode", "tied-untied", "--lr-schedule", "constant"]
     flags = cluster_flags(ps=2)
     others = start_others(flags, ps=2)
-    if kind == "ratings":  # two epochs on one machine, then the cluster resumes the run to 4
+    if kind == "images":  # two epochs on one machine (tied, untied), then the cluster resumes the run to 4
         code, _, err = call(capsys, *data, "--epochs", 2, "--out", out)
         assert code == 0, err
         code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume",
                                  "--epochs", 4)
         assert "resuming" in stdout
     else:
-        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--out", out)
+        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 4,
+                                 "--out", out)
     assert code == 0, err
     join(others)
     metrics = json.loads((out / "metrics.json").read_text())
@@ -132,7 +134,7 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
     if kind == "images":
         import tae_data
 
-        assert [e["decoder"] for e in epochs] == ["tied", "tied", "untied", "untied"]
+        assert [e["decoder"] for e in epochs] == ["tied", "untied", "untied", "untied"]
         assert shapes["decoder/layer_1/kernel"] == [16, 64]
         test = tae_data.load("digits", None, log=lambda *_: None).test
         np.save(tmp_path / "test.npy", test)
@@ -141,6 +143,7 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
         sse = ((np.load(tmp_path / "r.npy") - test) ** 2).sum(axis=1).mean()
         np.testing.assert_allclose(sse, metrics["final"]["test_sse_per_image"], rtol=1e-5)
     else:
+        assert [e["decoder"] for e in epochs] == ["tied", "tied", "untied", "untied"]  # the untie on the chief
         code, stdout, err = call(capsys, "--out", out, "--resume", "--epochs", 5)  # one machine, from the cluster's
         assert code == 0 and "resuming" in stdout, err
         more = json.loads((out / "metrics.json").read_text())["epochs"]
