@@ -190,20 +190,18 @@ class Replica:
     def end_epoch(self, sess, step, log, stop):
         """Wait for every follower's report of this epoch, then set the global step to the epoch's
         end (a follower that restarted mid-epoch trained its share again: the count stays exact)."""
-        import tensorflow as tf
-
         waiting, since = set(range(1, self.workers)), time.time()
         while waiting:
             if stop.signum is not None:
                 return False
-            try:
-                sequence, worker = sess.run(self.coord.take_done, options=tf.compat.v1.RunOptions(timeout_in_ms=500))
-            except tf.errors.DeadlineExceededError:
+            if not sess.run(self.coord.waiting_done):  # the chief alone takes reports: one waits, none blocks
                 if time.time() - since > REPORT_EVERY:
                     log(f"waiting for worker{'s' if len(waiting) > 1 else ''} {', '.join(map(str, sorted(waiting)))} "
                         "to finish the epoch")
                     since = time.time()
+                time.sleep(WAIT_SECONDS)
                 continue
+            sequence, worker = sess.run(self.coord.take_done)
             if sequence == self.sequence:
                 waiting.discard(int(worker))
         sess.run(self.coord.set_step, {self.coord.step_in: step})

@@ -22,6 +22,7 @@ whole by tf.train.Saver), so a checkpoint restores on one machine and on a clust
 
 Only TF 1.15's API is used (tests/test_tf1_api.py); building runs nothing.
 """
+import time
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -70,7 +71,8 @@ class Coordination(NamedTuple):
     set_step: tf.Operation  # global_step <- step_in (the chief, at an epoch's end)
     done_in: tf.Tensor  # int64 [2] placeholder: [sequence, worker]
     report_done: tf.Operation
-    take_done: tf.Tensor  # int64 [2]: the next report (blocks)
+    waiting_done: tf.Tensor  # int32: reports in the queue
+    take_done: tf.Tensor  # int64 [2]: the next report (run it only when one waits: see `serve`)
     finish: tf.Operation  # one token to every ps task's queue: `serve` returns
 
 
@@ -100,7 +102,7 @@ def coordination(num_ps, global_step):
         done_in = tf1.placeholder(tf.int64, [2], name="done_in")
         publish = instruction.assign(instruction_in).op
         report = done.enqueue(done_in)
-        take = done.dequeue()
+        take, waiting = done.dequeue(), done.size()
         initialized = tf.identity(tf1.is_variable_initialized(instruction))  # used: no "never used" warning
         publish_settings = settings.assign(settings_in).op
     set_step = global_step.assign(step_in).op
@@ -108,22 +110,22 @@ def coordination(num_ps, global_step):
     return Coordination(instruction=instruction, initialized=initialized, instruction_in=instruction_in,
                         publish=publish, settings=settings, settings_in=settings_in,
                         publish_settings=publish_settings, step_in=step_in, set_step=set_step, done_in=done_in,
-                        report_done=report, take_done=take, finish=finish)
+                        report_done=report, waiting_done=waiting, take_done=take, finish=finish)
 
 
-def serve(server, task_index, stop=lambda: False, poll_ms=500):
+def serve(server, task_index, stop=lambda: False, poll_seconds=0.2):
     """A ps task's life: serve the variables until the chief's finish token (or until stop() is
-    true, checked every poll_ms)."""
+    true), looking every poll_seconds. The queues are polled by their size, never by a dequeue with
+    a time limit: a timed-out dequeue on a remote task is not always withdrawn, and would take the
+    next token from whoever waits for it."""
     graph = tf.Graph()
     with graph.as_default():
-        token = _finish_queue(task_index).dequeue()
+        waiting = _finish_queue(task_index).size()
     with tf1.Session(server.target, graph=graph, config=session_config("ps", task_index)) as sess:
         while not stop():
-            try:
-                sess.run(token, options=tf1.RunOptions(timeout_in_ms=poll_ms))
+            if sess.run(waiting):
                 return
-            except tf.errors.DeadlineExceededError:
-                continue
+            time.sleep(poll_seconds)
 
 
 def shares(steps, workers):
