@@ -21,6 +21,7 @@ folder; it gets figures back. The loop, the checkpoints and the choice of the be
 same for every kind of data.
 """
 import os
+import re
 import signal
 import sys
 import threading
@@ -108,7 +109,8 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
                 raise
             runner.write_metrics("lost a task")
             raise Stopped(EXIT_CLUSTER_LOST, f"{lost(e)}; stopped, the last checkpoint is kept ({runner.newest()}); "
-                          "start the lost task again, then", then="--resume") from None
+                          "start the lost task again, then this chief with its cluster flags and --out "
+                          f"{runner.out} --resume (docs/cluster.md)") from None
         except WriteFailed as e:
             try:
                 if runner.metrics.get("status") != "done":  # a failure after the end leaves the run done
@@ -122,8 +124,9 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
 
 def lost(error):
     """One line for a cluster task's lost connection (the runtime's message is many)."""
-    first = next((line for line in str(error.message).splitlines() if line.strip() and "====" not in line), "")
-    return f"lost a task of the cluster ({type(error).__name__}: {first.strip()[:160]})"
+    tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error.message))))
+    which = f"ps task {', '.join(tasks)}" if tasks else "a task of the cluster"
+    return f"lost {which} ({type(error).__name__})"
 
 
 def build_and_train(model, schedule, task, ds, out, config, cluster=None, **kw):
