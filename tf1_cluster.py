@@ -54,7 +54,7 @@ def placement(spec, task_index):
 def session_config(job, task_index):
     """A worker sees the ps tasks and itself; a ps task itself alone."""
     seen = ["/job:ps", worker_device(task_index)] if job == "worker" else [f"/job:ps/task:{task_index}"]
-    return tf1.ConfigProto(device_filters=seen)
+    return tf1.ConfigProto(device_filters=seen, allow_soft_placement=True)
 
 
 class Coordination(NamedTuple):

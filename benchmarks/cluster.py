@@ -8,9 +8,10 @@ popularity Zipf-like, 20 or more ratings a user), the first --users of them (the
 shape as the full set's; only the number of batches differs), user-based, DeepRecommender's
 n,512,512,1024 SELU net, tied, dropout 0.8 on the code, batches of 128. Every task is a server in
 this process (tf.train.Server), talking over gRPC on 127.0.0.1 as separate machines would; one
-worker steps. Bytes per step: what the step's RecvTensor transfers carried between tasks (a traced
-step's step stats, both directions), the median of 3 steps. Steps per second: the median over
---rounds rounds of 48 steps (3 calls of 16) after 16 warm-up steps, the configurations interleaved.
+worker steps. Bytes per step: what the loopback interface received (/proc/net/dev: every byte one
+task sent another, both directions, gRPC's framing included) over the timed steps, median of the
+rounds. Steps per second: the median over --rounds rounds of 48 steps (3 calls of 16) after 16
+warm-up steps, the configurations interleaved.
 On 2 cores a cluster cannot be faster than one machine: the point is what crosses the network, from
 which the README works out, on paper, the workers and ps bandwidth a real cluster needs.
 Results: benchmarks/results/cluster.json.
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import socket
 import sys
 import time
@@ -33,7 +33,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 ITEMS, USERS, RATINGS = 26_744, 138_493, 20_000_263  # ratings_scale.SETS["ml20m"]
 BATCH = 128
-UNITS = {"B": 1, "KB": 2 ** 10, "MB": 2 ** 20, "GB": 2 ** 30}  # a RecvTensor's size in its timeline label
+
+
+def loopback_bytes():
+    """Bytes received on the loopback interface so far (/proc/net/dev): every byte one task sends
+    another over 127.0.0.1, gRPC's framing included."""
+    for line in open("/proc/net/dev"):
+        name, _, fields = line.partition(":")
+        if name.strip() == "lo":
+            return int(fields.split()[0])
+    raise SystemExit("no loopback interface in /proc/net/dev")
 PATHS = {"sparse, lazy Adam": dict(sparse_input=True, optimizer="lazyadam"),
          "dense, Adam": dict(sparse_input=False, optimizer="adam")}
 
@@ -106,24 +115,12 @@ class Setup:
             self.calls = n
         return self.sess.run(self.steps, {self.ae.input.steps_placeholder: n}, **kw)
 
-    def seconds_per_step(self):
-        start = time.perf_counter()
+    def measure(self):
+        """(seconds, loopback bytes) per step over 48 steps in 3 calls."""
+        received, start = loopback_bytes(), time.perf_counter()
         for _ in range(3):
             self.call(16)
-        return (time.perf_counter() - start) / 48
-
-    def bytes_per_step(self):
-        import tensorflow as tf
-
-        tf1 = tf.compat.v1
-        found = []
-        for _ in range(3):
-            meta = tf1.RunMetadata()
-            self.call(1, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE), run_metadata=meta)
-            found.append(sum(float(m.group(1)) * UNITS[m.group(2)] for d in meta.step_stats.dev_stats
-                             for n in d.node_stats if n.node_name == "RecvTensor"
-                             for m in [re.match(r"\[([\d.]+)([KMG]?B)\]", n.timeline_label)] if m))
-        return float(np.median(found))
+        return (time.perf_counter() - start) / 48, (loopback_bytes() - received) / 48
 
 
 def main():
@@ -139,16 +136,18 @@ def main():
     data = ratings(args.users)
     print(f"{args.users} users, {len(data[2])} ratings, {ITEMS} items; matmul {gflops[0]:.0f} GFLOP/s", flush=True)
     setups = {(path, ps): Setup(path, ps, data) for path in PATHS for ps in [0, *map(int, args.ps.split(","))]}
-    seconds = {key: [] for key in setups}
+    seconds, sent = {key: [] for key in setups}, {key: [] for key in setups}
     for _ in range(args.rounds):  # interleaved: every configuration once a round
         for key, setup in setups.items():
-            seconds[key].append(setup.seconds_per_step())
+            took, moved = setup.measure()
+            seconds[key].append(took)
+            sent[key].append(moved)
     rows = {}
     for (path, ps), setup in setups.items():
         name = f"{path}, {'one machine' if not ps else f'{ps} ps'}"
         rows[name] = {"path": path, "ps_tasks": ps, "steps_per_s": 1.0 / float(np.median(seconds[(path, ps)])),
-                      "seconds_per_step_rounds": seconds[(path, ps)],
-                      "bytes_per_step": setup.bytes_per_step() if ps else 0.0}
+                      "seconds_per_step_rounds": seconds[(path, ps)], "bytes_per_step_rounds": sent[(path, ps)],
+                      "bytes_per_step": float(np.median(sent[(path, ps)]))}
         print(f"{name:<34} {rows[name]['steps_per_s']:7.2f} steps/s  {rows[name]['bytes_per_step'] / 2**20:9.2f} MiB "
               "a step between tasks", flush=True)
     gflops.append(throughput.run_matmul())

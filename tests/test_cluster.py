@@ -116,7 +116,7 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
         assert code == 0, err
         code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume",
                                  "--epochs", 4)
-        assert "resuming" in stdout
+        assert code == 0 and "resuming" in stdout, err
     else:
         code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 4,
                                  "--out", out)
