@@ -19,9 +19,8 @@ the checkpoints are therefore those of a single-machine run, and a checkpoint mo
 """
 import dataclasses
 import json
-import os
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 

@@ -3,6 +3,7 @@ ports. The ps tasks and the follower run as threads of this process (one TensorF
 chief that gets killed runs as a process of its own. Every task ends by itself: the chief's finish
 stops the others, and each thread is joined with a time limit."""
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -46,6 +47,17 @@ class Task(threading.Thread):
         import tae_cli
 
         self.code = tae_cli.main(self.args)
+
+
+def run_chief(capsys, *args):
+    """The chief (worker 0) in this thread, as `call`, bounded: past LIMIT seconds a SIGTERM makes it
+    stop at its next call boundary (its own handler), so a cluster that hangs fails the test."""
+    watchdog = threading.Timer(LIMIT, os.kill, (os.getpid(), signal.SIGTERM))
+    watchdog.start()
+    try:
+        return call(capsys, *args)
+    finally:
+        watchdog.cancel()
 
 
 def start_others(flags, ps=1, workers=2, extra=()):
@@ -114,11 +126,11 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
     if kind == "images":  # two epochs on one machine (tied, untied), then the cluster resumes the run to 4
         code, _, err = call(capsys, *data, "--epochs", 2, "--out", out)
         assert code == 0, err
-        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume",
+        code, stdout, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume",
                                  "--epochs", 4)
         assert code == 0 and "resuming" in stdout, err
     else:
-        code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 4,
+        code, stdout, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 4,
                                  "--out", out)
     assert code == 0, err
     join(others)
@@ -194,7 +206,7 @@ def test_a_killed_worker_rejoins_and_a_killed_chief_resumes(tmp_path, capsys):
                 p.kill()
     kept = epochs_done(out)
     assert kept < epochs, "the chief was killed before the end"
-    code, stdout, err = call(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume")
+    code, stdout, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, "--out", out, "--resume")
     assert code == 0 and "resuming" in stdout, err
     join(ps + again)
     metrics = json.loads((out / "metrics.json").read_text())
