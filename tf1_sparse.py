@@ -9,10 +9,11 @@ batch nor the dense output (AutoRec's own code, NNRec, scores only observed entr
                   [rows, distinct items] (`first_layer`): not a [batch, width] x [width, hidden]
                   product
     last layer    y_(b,c) = g_b . V_last[:, c] + bias_last[c], only at the pairs asked for: tied,
-                  V_last = W_0^T, so the columns are the rows `lookup` found; untied, the decoder's
-                  own kernel's columns, gathered along axis 1. For a batch's own ratings, one
-                  product of g with those columns, read off at the pairs (`at_pairs_block`); for a
-                  few pairs a row (scoring), a product per pair (`at_pairs`)
+                  V_last = W_0^T, so the columns are the rows `lookup` found; for a batch's own
+                  ratings, one product of g with those rows, read off at the pairs
+                  (`at_pairs_block`). Untied, the decoder's own kernel: in training, g times the
+                  whole kernel read off at the pairs (`at_pairs_full`); for a few pairs a row
+                  (scoring), its columns gathered and a product per pair (`at_pairs`)
 
 A step costs rows x distinct items x hidden in the products. Measured on a MovieLens 20M-shaped set
 (benchmarks/README.md), the compact block's dense products beat per-rating gathers and scatters
@@ -20,8 +21,9 @@ A step costs rows x distinct items x hidden in the products. Measured on a Movie
 rating, not the arithmetic, was the cost.
 
 The gradients reaching W_0 (both of them, tied) and the biases are IndexedSlices over the batch's
-distinct items. The untied decoder kernel is [hidden, width] and its columns are read along axis 1,
-whose gradient TensorFlow makes dense: that kernel is updated whole, as on the dense path.
+distinct items. The untied decoder kernel is [hidden, width]: reading its columns is a gather along
+axis 1, whose gradient TensorFlow makes dense (a transpose and a scatter of the whole kernel), so in
+training its last layer is the dense path's product, and that kernel is updated whole, as there.
 
 `LazyAdamOptimizer` applies an IndexedSlices gradient to those rows only (TF 1.x's
 tf.contrib.opt.LazyAdamOptimizer did the same): a row's moments decay only on the steps that touch
@@ -85,6 +87,12 @@ def gather_columns(kernel, columns):
     return tf.gather(tf.identity(kernel), columns, axis=1)
 
 
+def mask_columns(kernel, columns):
+    """kernel ([hidden, width]) with every column but the distinct `columns` zeroed: a dense product."""
+    width = tf.shape(kernel, out_type=tf.int64)[1:]
+    return tf.identity(kernel) * tf.scatter_nd(columns[:, None], tf.ones_like(columns, tf.float32), width)
+
+
 def columns_of(kernel, items):
     """An untied last decoder kernel's columns for `items` ([hidden, width] -> [len(items) + 1, hidden],
     `padded`). A gather along axis 1: its gradient is dense (the whole kernel)."""
@@ -96,6 +104,15 @@ def at_pairs_block(g, pairs_rows, where, columns_rows, bias, pair_columns):
     asked pairs read off. Cheaper than the per-pair products when the pairs are many per row."""
     every = tf.matmul(g, columns_rows, transpose_b=True)
     return tf.gather_nd(every, tf.stack([pairs_rows, where], axis=1)) + tf.gather(bias, pair_columns)
+
+
+def at_pairs_full(g, kernel, bias, pairs):
+    """An untied last layer's logits at the batch's own pairs [q, 2] (row, column): g times the
+    whole kernel ([rows, width], as on the dense path), read off at the pairs. Its gradient is a
+    dense product too, where a gather of the kernel's columns would be a gather along axis 1 and,
+    backwards, a dense scatter: slower than the product it saves."""
+    every = tf.matmul(g, kernel) + bias
+    return tf.gather_nd(every, pairs)
 
 
 def at_pairs(g, pairs_rows, where, columns_rows, bias, pair_columns):

@@ -311,7 +311,9 @@ def weight_decay(cfg, var_list, touched=None):
 
     touched (lazyadam on the sparse path): the batch's distinct items; the two wide kernels (the
     first encoder kernel's rows, the last decoder kernel's columns) are decayed at those only, so
-    the decay's gradient touches no other row."""
+    the decay's gradient touches no other row. The decoder kernel's columns are picked by a 0/1 mask
+    rather than a gather along axis 1: its gradient is dense either way, and the mask's is a product
+    where the gather's is a transpose and a scatter."""
     kernels = [v for v in var_list if name_of(v).endswith("/kernel")]
     if not cfg.weight_decay or not kernels:
         return None
@@ -320,8 +322,9 @@ def weight_decay(cfg, var_list, touched=None):
     def part(w):
         if touched is None or name_of(w) not in ("encoder/layer_0/kernel", last):
             return w
-        return tf1_sparse.rows_of(w, touched) if name_of(w).startswith("encoder/") else \
-            tf1_sparse.gather_columns(w, touched)
+        if name_of(w).startswith("encoder/"):
+            return tf1_sparse.rows_of(w, touched)
+        return tf1_sparse.mask_columns(w, touched)
 
     return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(part(w)) for w in kernels])
 
@@ -399,17 +402,17 @@ def head(parts, name, untied, var_list, rate, after=None):
         replaced by `inputs`; pairs [q, 2] (row, column), None: the batch's own rated pairs."""
         found = tf1_sparse.lookup(enc_w[0], batch.indices[:, 1])
         code = encode(cfg, None, enc_w, enc_b, drop, first=tf1_sparse.first_layer(batch, inputs, found))
-        if pairs is None:
-            asked, where = batch.indices, found.where
-            columns = found.rows if not untied else tf1_sparse.columns_of(dec_w[-1], found.items)
-        else:  # other pairs than the input's: their own distinct columns
-            asked = pairs
+        own, last_b = batch.indices, dec_b[-1]
+        if pairs is None and untied:  # the batch's own pairs: the whole product, read off (tf1_sparse's docstring)
+            last = lambda g: tf1_sparse.at_pairs_full(g, dec_w[-1], last_b, own)  # noqa: E731
+        elif pairs is None:  # tied: one product over the batch's distinct items, the rows the lookup found
+            last = lambda g: tf1_sparse.at_pairs_block(g, own[:, 0], found.where, found.rows, last_b,  # noqa: E731
+                                                       own[:, 1])
+        else:  # other pairs than the input's (scoring): their own distinct columns, a pair at a time
             items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)
             columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf1_sparse.padded(
                 tf1_sparse.rows_of(enc_w[0], items))
-        # the batch's own pairs are many per row: one product over its distinct items; asked pairs, a pair at a time
-        at_pairs = tf1_sparse.at_pairs_block if pairs is None else tf1_sparse.at_pairs
-        last = lambda g: at_pairs(g, asked[:, 0], where, columns, dec_b[-1], asked[:, 1])  # noqa: E731
+            last = lambda g: tf1_sparse.at_pairs(g, pairs[:, 0], where, columns, last_b, pairs[:, 1])  # noqa: E731
         _, output = decode(cfg, code, dec_b, kernels=dec_w if untied else None,
                            encoder_kernels=None if untied else enc_w, drop=drop, last=last)
         return code, output, found.items
