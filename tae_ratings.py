@@ -51,6 +51,7 @@ class RatingsData:
 
 
 _SPLIT_LINE = re.compile(r"::|\t|,|;|\s+")
+READ_BLOCK = 1 << 20  # lines per np.loadtxt call of the fast reader
 
 
 def read_ratings(path, scale=None):
@@ -84,6 +85,8 @@ def repeated_pair(ratings, other=None):
     users, items = ratings.users, ratings.items
     if other is not None:
         users, items = np.concatenate([users, other.users]), np.concatenate([items, other.items])
+    if not _any_pair_twice(users, items):  # the common case, in 9 bytes a rating
+        return None
     order = np.lexsort((np.arange(len(users)), items, users))  # ties kept in file order
     same = (users[order][1:] == users[order][:-1]) & (items[order][1:] == items[order][:-1])
     if other is not None:
@@ -94,6 +97,20 @@ def repeated_pair(ratings, other=None):
         return None
     i, j = sorted(order[[hits[0], hits[0] + 1]])
     return (int(i), int(j)) if other is None else (int(i), int(j) - len(ratings))
+
+
+def _any_pair_twice(users, items):
+    """Whether some (user, item) pair occurs twice: the pairs as one int64 code each, sorted in place
+    (the lexsort below needs four times the memory). True when the ids are too far apart to code."""
+    if not len(users):
+        return False
+    u0, i0 = users.min(), items.min()
+    span_u, span_i = int(users.max()) - int(u0) + 1, int(items.max()) - int(i0) + 1
+    if span_u * span_i >= 2 ** 63:
+        return True
+    codes = (users - u0) * span_i + (items - i0)
+    codes.sort()
+    return bool((codes[1:] == codes[:-1]).any())
 
 
 def _read_fast(path, scale):
@@ -111,19 +128,31 @@ def _read_fast(path, scale):
         return None
     sample = first[header]
     delimiter = next((c for c in "\t,;" if c in sample), None)
+    with open(path, "rb") as f:  # at most one rating a line: the arrays are filled in place, never regrown
+        lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b"")) + 1
+    users, items, values = np.empty(lines, np.int64), np.empty(lines, np.int64), np.empty(lines, np.float32)
+    count = 0
     try:
-        with warnings.catch_warnings():  # an empty file: the line reader says so, in its words
-            warnings.simplefilter("ignore", UserWarning)
-            table = np.loadtxt(path, delimiter=delimiter, usecols=(0, 1, 2), skiprows=header, ndmin=2,
-                               dtype=np.float64, encoding="utf-8")
+        with open(path, encoding="utf-8") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the empty read at the end; an empty file: the line reader says so
+            for _ in range(header):
+                f.readline()
+            while True:  # a block of lines at a time: float64 only for the block, not the file
+                table = np.loadtxt(f, delimiter=delimiter, usecols=(0, 1, 2), ndmin=2, dtype=np.float64,
+                                   max_rows=READ_BLOCK, encoding="utf-8")
+                u, i, v = table[:, 0], table[:, 1], table[:, 2]
+                if not (np.all(u == np.round(u)) and np.all(i == np.round(i))) or not np.isfinite(v).all() \
+                        or (v == 0).any() or (scale is not None and not ((v >= scale[0]).all() and (v <= scale[1]).all())):
+                    return None
+                users[count:count + len(v)], items[count:count + len(v)], values[count:count + len(v)] = u, i, v
+                count += len(v)
+                if len(v) < READ_BLOCK:
+                    break
     except (ValueError, IndexError, OSError):
         return None
-    users, items, values = table[:, 0], table[:, 1], table[:, 2]
-    if not len(values) or not (np.all(users == np.round(users)) and np.all(items == np.round(items))) \
-            or not np.isfinite(values).all() or (values == 0).any() or (scale is not None and not (
-                (values >= scale[0]).all() and (values <= scale[1]).all())):
+    if not count:
         return None
-    return Ratings(users.astype(np.int64), items.astype(np.int64), values.astype(np.float32))
+    return Ratings(users[:count], items[:count], values[:count])
 
 
 def _read_lines(path, scale):
@@ -244,11 +273,20 @@ def load(run):
 
 def split_validation(data, count, seed=0):
     """Carve `count` seeded training ratings out as data.validation (every choice is made on them;
-    the test ratings choose nothing). A fraction below 1 is taken as a share of the ratings."""
+    the test ratings choose nothing). A fraction below 1 is taken as a share of the ratings.
+    data.train keeps the rest, its arrays cut in place one at a time, so that the ratings are never
+    held twice."""
     if count:
         order = np.random.RandomState([seed, 7]).permutation(len(data.train))
         cut = int(round(len(order) * count)) if count < 1 else int(count)
-        data.validation, data.train = data.train.take(np.sort(order[:cut])), data.train.take(np.sort(order[cut:]))
+        chosen = np.zeros(len(order), bool)
+        chosen[order[:cut]] = True
+        del order
+        train, data.validation = data.train, data.train.take(chosen)
+        data.train = None
+        for field in ("users", "items", "values"):  # one array at a time: the ratings are never held twice
+            setattr(train, field, getattr(train, field)[~chosen])
+        data.train = train
     return data
 
 
@@ -316,7 +354,7 @@ class Matrix(NamedTuple):
     """The training ratings as a sparse CSR matrix, one row per item (or user): what the model is fed."""
 
     indptr: np.ndarray  # [rows + 1] int64
-    columns: np.ndarray  # [nnz] int64
+    columns: np.ndarray  # [nnz] int32 (as the graph's copy: tf1_input)
     values: np.ndarray  # [nnz] float32
     shape: Tuple[int, int]
 
@@ -365,7 +403,7 @@ def matrix(ratings, idx, orientation):
     shape = (len(idx.item_ids), len(idx.user_ids)) if orientation == "item" else (len(idx.user_ids), len(idx.item_ids))
     order = np.lexsort((cols, rows))
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
-    return Matrix(indptr, cols[order].astype(np.int64), ratings.values[order].astype(np.float32), shape)
+    return Matrix(indptr, cols[order].astype(np.int32), ratings.values[order].astype(np.float32), shape)
 
 
 def predict_parts(score, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):

@@ -183,11 +183,16 @@ class RatingScoring:
                                 references=references, marks=marks))
 
 
-def write_predictions(path, ratings, predictions, usable):
+def write_predictions(path, ratings, predictions, usable, block=100_000):
     """predictions.csv, written whole or not at all: user, item, rating, prediction, cold (1: the
-    user or the item has no training rating; the prediction is the bias model's)."""
-    lines = ["user,item,rating,prediction,cold\n"] + [
-        f"{u},{i},{r:g},{p:.4f},{0 if ok else 1}\n" for u, i, r, p, ok in zip(
-            ratings.users.tolist(), ratings.items.tolist(), ratings.values.tolist(), predictions.tolist(),
-            usable.tolist())]
-    tae_files.atomic_write(path, lambda f: f.write("".join(lines).encode()))
+    user or the item has no training rating; the prediction is the bias model's). Formatted `block`
+    lines at a time: a Netflix-sized test set's lines are never all in memory as strings."""
+    def write(f):
+        f.write(b"user,item,rating,prediction,cold\n")
+        for start in range(0, len(predictions), block):
+            part = slice(start, start + block)
+            f.write("".join(f"{u},{i},{r:g},{p:.4f},{0 if ok else 1}\n" for u, i, r, p, ok in zip(
+                ratings.users[part].tolist(), ratings.items[part].tolist(), ratings.values[part].tolist(),
+                predictions[part].tolist(), usable[part].tolist())).encode())
+
+    tae_files.atomic_write(path, write)

@@ -44,7 +44,7 @@ class Pipeline(NamedTuple):
     seconds: tf.Variable  # progress/seconds: float64, the epoch's training seconds so far
     seconds_placeholder: tf.Tensor
     set_seconds_op: tf.Operation
-    sparse_placeholders: Optional[tuple] = None  # sparse: (indptr [N+1] int64, columns [nnz] int64, values [nnz])
+    sparse_placeholders: Optional[tuple] = None  # sparse: (indptr [N+1] int64, columns [nnz] int32, values [nnz])
     # for load_rows_op, which then fills the CSR arrays in one call (rows_placeholder and offset are None)
     next_sparse_batch: Optional[Callable[[], tf.SparseTensor]] = None  # sparse: the draw as a SparseTensor
 
@@ -125,16 +125,17 @@ def _sparse(num_examples, dim, nnz, local):
     a SparseTensor [len(index), dim] of their stored values (`densify` makes it a dense batch)."""
     new = lambda name, dtype, shape: tf1.get_variable(name, shape, dtype, trainable=False,  # noqa: E731
                                                       collections=local, initializer=_empty)
-    indptr, columns, values = new("indptr", tf.int64, [num_examples + 1]), new("columns", tf.int64, [nnz]), \
+    # columns int32: 4 bytes a rating less than int64 (a width beyond 2**31 columns is not a dense layer's)
+    indptr, columns, values = new("indptr", tf.int64, [num_examples + 1]), new("columns", tf.int32, [nnz]), \
         new("values", tf.float32, [nnz])
     feeds = (tf1.placeholder(tf.int64, [num_examples + 1], name="indptr_in"),
-             tf1.placeholder(tf.int64, [nnz], name="columns_in"), tf1.placeholder(tf.float32, [nnz], name="values_in"))
+             tf1.placeholder(tf.int32, [nnz], name="columns_in"), tf1.placeholder(tf.float32, [nnz], name="values_in"))
     load = tf.group(*[v.assign(f) for v, f in zip((indptr, columns, values), feeds)])
 
     def gather(index):  # a SparseTensor: row-major, each row's columns in the CSR's (sorted) order
         index = tf.cast(index, tf.int64)
         positions = tf.ragged.range(tf.gather(indptr, index), tf.gather(indptr, index + 1))
-        where = tf.stack([positions.value_rowids(), tf.gather(columns, positions.flat_values)], axis=1)
+        where = tf.stack([positions.value_rowids(), tf.cast(tf.gather(columns, positions.flat_values), tf.int64)], axis=1)
         shape = tf.stack([tf.size(index, out_type=tf.int64), tf.constant(dim, tf.int64)])
         return tf.SparseTensor(where, tf.gather(values, positions.flat_values), shape)
 

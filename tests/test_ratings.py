@@ -154,3 +154,21 @@ def test_numpys_reader_and_the_line_reader_agree(tmp_path, text):
     assert fast is None if "::" in text else all(
         np.array_equal(getattr(fast, k), getattr(lines, k)) and getattr(fast, k).dtype == getattr(lines, k).dtype
         for k in ("users", "items", "values"))
+
+
+@pytest.mark.parametrize("count", [3, 4, 5, 9])
+def test_the_fast_reader_reads_across_its_blocks(tmp_path, monkeypatch, count):
+    """Blocks of 4 lines: files that end inside, at and past a block's end, a bad value in the last block."""
+    monkeypatch.setattr(tae_ratings, "READ_BLOCK", 4)
+    path = write(tmp_path, "user,item,rating\n" + "".join(f"{u},{u % 3},{1 + u % 5}\n" for u in range(count)))
+    fast, lines = tae_ratings._read_fast(path, (1, 5)), tae_ratings._read_lines(path, (1, 5))[0]
+    assert all(np.array_equal(getattr(fast, k), getattr(lines, k)) for k in ("users", "items", "values"))
+    bad = write(tmp_path, "".join(f"{u},{u % 3},{1 + u % 5}\n" for u in range(count)) + "99,1,7\n", "bad.csv")
+    assert tae_ratings._read_fast(bad, (1, 5)) is None  # handed to the line reader, which names the line
+
+
+def test_repeated_pairs_are_found_by_the_short_check_as_by_the_sort():
+    users, items = np.array([5, 2, 5, 9, 2]), np.array([1, 1, 3, 1, 7])
+    assert tae_ratings.repeated_pair(tae_ratings.Ratings(users, items, np.ones(5, np.float32))) is None
+    again = tae_ratings.Ratings(np.append(users, 9), np.append(items, 1), np.ones(6, np.float32))
+    assert tae_ratings.repeated_pair(again) == (3, 5)
