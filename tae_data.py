@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tae_files import DataError  # noqa: F401  (raised here; tae_data.DataError for callers)
+from tae_files import DataError, WidthError  # noqa: F401  (raised here; tae_data.DataError for callers)
 
 KERAS_CACHE = pathlib.Path("~/.keras/datasets").expanduser()
 # Where a local copy is looked for, in order, after --data-dir.
@@ -361,8 +361,8 @@ def validate(ds, input_dim, needs_unit_range):
         if arr.size == 0:
             raise DataError(f"the {part} set is empty; give more examples")
         if arr.shape[1] != input_dim:
-            raise DataError(f"the data has {arr.shape[1]} values per example but --dims starts with {input_dim}; "
-                            f"make the first of --dims {arr.shape[1]}")
+            raise WidthError(f"the data has {arr.shape[1]} values per example but --dims starts with {input_dim}; "
+                             f"make the first of --dims {arr.shape[1]}", arr.shape[1])
         if not np.isfinite(arr).all():
             raise DataError(f"the {part} set holds NaN or infinite values; clean the data first")
         if needs_unit_range and (arr.min() < 0 or arr.max() > 1):

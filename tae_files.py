@@ -36,6 +36,14 @@ class DataError(Exception):
     """Bad input data: the message names the problem and what to do (exit code 2, as UsageError)."""
 
 
+class WidthError(DataError):
+    """The data's values per example are not the first of the dims (`width`: the data's)."""
+
+    def __init__(self, message, width):
+        super().__init__(message)
+        self.width = width
+
+
 class Stopped(Exception):
     """Training stopped early on purpose (a signal, a non-finite loss, a failed write): exit `code`.
     The message says what happened and what was kept; `then` names what continues it, "--resume"

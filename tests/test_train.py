@@ -75,6 +75,21 @@ def test_the_question_preset_is_one_flag_away(tmp_path, capsys):
     assert {k: saved["model"][k] for k in question} == question and saved["run"]["batch_size"] == 100
 
 
+def test_the_hinton_preset_is_the_best_recipe_and_wants_28x28_images(tmp_path, capsys):
+    images = np.random.RandomState(0).randint(0, 256, (350, 28, 28)).astype(np.uint8)
+    np.savez(tmp_path / "mnist.npz", x_train=images[:300], x_test=images[300:])
+    code, _, err = call(capsys, "--preset", "hinton", "--dataset", "mnist", "--data-dir", tmp_path / "mnist.npz",
+                        "--epochs", "1", "--validation", "100", "--out", tmp_path / "run")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["model"]["dims"] == [784, 1000, 500, 250, 30] and saved["model"]["shift"] == 1
+    assert saved["model"]["mode"] == "untied" and saved["run"]["batch_size"] == 100 and saved["run"]["epochs"] == 1
+    for data, line in ((["--dataset", "digits"], "the data has 64 values per example: give it --dataset mnist"),
+                       (["--dataset", "movielens"], "ratings take their own defaults")):
+        code, out, err = call(capsys, "--preset", "hinton", *data, "--out", tmp_path / "refused")
+        assert code == 2 and line in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+
+
 def test_epochs_zero_saves_and_evaluates_the_initial_model(tmp_path, capsys):
     code, out, _ = call(capsys, "--dataset", "digits", "--epochs", "0", "--out", tmp_path / "run")
     assert code == 0
