@@ -156,8 +156,8 @@ def recommend(trained, ds, user, count=10, chunk=512):
         predicted = np.concatenate([run_model(trained, m.dense(np.arange(start, min(start + chunk, m.shape[0]))),
                                               "reconstruct")[:, row] for start in range(0, m.shape[0], chunk)])
     predicted = np.clip(predicted.astype(np.float64), *ds.data.scale)
-    parts = [ds.data.train, ds.data.test] + ([ds.data.validation] if ds.data.validation is not None else [])
-    rated = np.unique(np.concatenate([p.items[p.users == user] for p in parts]))
+    parts = [ds.data.test] + ([ds.data.validation] if ds.data.validation is not None else [])
+    rated = np.unique(np.concatenate([idx.item_ids[ds.trained_items(row)]] + [p.items[p.users == user] for p in parts]))
     candidates = np.flatnonzero(~np.isin(idx.item_ids, rated))
     best = candidates[np.lexsort((idx.item_ids[candidates], -predicted[candidates]))][:count]
     return [(int(idx.item_ids[i]), float(predicted[i])) for i in best]

@@ -40,7 +40,7 @@ class Ratings:
 @dataclasses.dataclass
 class RatingsData:
     name: str
-    train: Ratings
+    train: Optional[Ratings]  # None once arrange() has made the matrix of it
     test: Ratings
     scale: Tuple[float, float]  # the lowest and highest rating the data allows
     source: str
@@ -308,10 +308,11 @@ def index(train):
     return Index(np.unique(train.users), np.unique(train.items))
 
 
-def biases(train, reg_user=15.0, reg_item=10.0, sweeps=10):
+def biases(train, reg_user=15.0, reg_item=10.0, sweeps=10, idx=None):
     """Global mean and regularised user and item biases by alternating least squares (Koren 2010,
-    section 2.1; scikit-surprise's BaselineOnly defaults): (mean, {user: b_u}, {item: b_i})."""
-    idx = index(train)
+    section 2.1; scikit-surprise's BaselineOnly defaults): (mean, {user: b_u}, {item: b_i}).
+    idx: `index(train)`, if made already."""
+    idx = index(train) if idx is None else idx
     u, i, _, _ = idx.lookup(train)
     mu = float(train.values.mean(dtype=np.float64))
     b_u, b_i = np.zeros(len(idx.user_ids)), np.zeros(len(idx.item_ids))
@@ -339,8 +340,8 @@ def errors(predictions, ratings):
 def baselines(data, model=None):
     """The global mean and the bias model (`biases(data.train)` unless given) on data's test
     ratings: {name: {rmse, mae, parameters}}."""
-    mean = float(data.train.values.mean(dtype=np.float64))
     model = model or biases(data.train)
+    mean = model[0]  # the training ratings' mean, as biases() takes it
     _, idx, b_u, b_i = model
     return {"global mean": dict(errors(np.full(len(data.test), mean), data.test), parameters=1),
             "user and item biases": dict(errors(bias_predictions(model, data.test, data.scale), data.test),
@@ -458,13 +459,23 @@ class RatingsSet:
     def width(self):
         return self.matrix.shape[1]
 
+    def trained_items(self, user):
+        """The item indices (idx.item_ids) that user index `user` rated in training, from the matrix."""
+        m = self.matrix
+        if self.orientation == "user":
+            return m.columns[m.indptr[user]:m.indptr[user + 1]].astype(np.int64)
+        return np.searchsorted(m.indptr, np.flatnonzero(m.columns == user), side="right") - 1  # the rows (items)
+
     @property
     def rows(self):
         return self.matrix.shape[0]
 
 
 def arrange(data, orientation):
-    """A RatingsSet of `data` (validation already carved out) in `orientation`."""
+    """A RatingsSet of `data` (validation already carved out) in `orientation`; data.train is
+    released (None): the matrix holds the training ratings."""
     idx = index(data.train)
+    fallback = biases(data.train, idx=idx)
     m = matrix(data.train, idx, orientation)
-    return RatingsSet(data.name, data.source, data, orientation, idx, m, biases(data.train))
+    data.train = None  # from here the training ratings are held once, as the matrix (and in the graph)
+    return RatingsSet(data.name, data.source, data, orientation, idx, m, fallback)

@@ -172,3 +172,19 @@ def test_repeated_pairs_are_found_by_the_short_check_as_by_the_sort():
     assert tae_ratings.repeated_pair(tae_ratings.Ratings(users, items, np.ones(5, np.float32))) is None
     again = tae_ratings.Ratings(np.append(users, 9), np.append(items, 1), np.ones(6, np.float32))
     assert tae_ratings.repeated_pair(again) == (3, 5)
+
+
+@pytest.mark.parametrize("orientation", ["user", "item"])
+def test_the_matrix_alone_holds_the_training_ratings_after_arrange(orientation):
+    rng = np.random.RandomState(3)
+    pairs = rng.choice(40 * 30, 500, replace=False)
+    train = tae_ratings.Ratings(10 + pairs // 30, 100 + pairs % 30, rng.randint(1, 6, 500).astype(np.float32))
+    test = tae_ratings.Ratings(np.array([10]), np.array([100]), np.array([3], np.float32))
+    data = tae_ratings.RatingsData("t", train, test, (1, 5), "t")
+    ds = tae_ratings.arrange(data, orientation)
+    assert data.train is None  # released: held once, as the matrix
+    for user in range(len(ds.idx.user_ids)):
+        expected = np.sort(train.items[train.users == ds.idx.user_ids[user]])
+        assert np.array_equal(np.sort(ds.idx.item_ids[ds.trained_items(user)]), expected)
+    assert tae_ratings.baselines(data, ds.fallback)["global mean"]["parameters"] == 1
+    assert ds.fallback[0] == float(train.values.mean(dtype=np.float64))
