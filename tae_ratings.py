@@ -313,14 +313,17 @@ def biases(train, reg_user=15.0, reg_item=10.0, sweeps=10, idx=None):
     section 2.1; scikit-surprise's BaselineOnly defaults): (mean, {user: b_u}, {item: b_i}).
     idx: `index(train)`, if made already."""
     idx = index(train) if idx is None else idx
-    u, i, _, _ = idx.lookup(train)
+    u, i = (np.searchsorted(ids, of).astype(np.int32) for ids, of in ((idx.user_ids, train.users),
+                                                                      (idx.item_ids, train.items)))
     mu = float(train.values.mean(dtype=np.float64))
     b_u, b_i = np.zeros(len(idx.user_ids)), np.zeros(len(idx.item_ids))
     n_u, n_i = np.bincount(u, minlength=len(b_u)), np.bincount(i, minlength=len(b_i))
     r = train.values.astype(np.float64) - mu
-    for _ in range(sweeps):  # users first, as scikit-surprise's baseline_als
-        b_u = np.bincount(u, r - b_i[i], len(b_u)) / (reg_user + n_u)
-        b_i = np.bincount(i, r - b_u[u], len(b_i)) / (reg_item + n_i)
+    for _ in range(sweeps):  # users first, as scikit-surprise's baseline_als; one float64 temporary a rating
+        t = b_i[i]
+        b_u = np.bincount(u, np.subtract(r, t, out=t), len(b_u)) / (reg_user + n_u)
+        t = b_u[u]
+        b_i = np.bincount(i, np.subtract(r, t, out=t), len(b_i)) / (reg_item + n_i)
     return mu, idx, b_u, b_i
 
 
