@@ -82,11 +82,11 @@ def line_numbers(path, scale=None):
 def repeated_pair(ratings, other=None):
     """The first (user, item) pair rated twice, as the two ratings' positions (i, j), i < j; or, with
     `other`, the first pair rated in both (position in ratings, position in other). None if none."""
+    if not _any_pair_twice([ratings] + ([other] if other is not None else [])):  # the common case, 8 bytes a rating
+        return None
     users, items = ratings.users, ratings.items
     if other is not None:
         users, items = np.concatenate([users, other.users]), np.concatenate([items, other.items])
-    if not _any_pair_twice(users, items):  # the common case, in 9 bytes a rating
-        return None
     order = np.lexsort((np.arange(len(users)), items, users))  # ties kept in file order
     same = (users[order][1:] == users[order][:-1]) & (items[order][1:] == items[order][:-1])
     if other is not None:
@@ -99,18 +99,37 @@ def repeated_pair(ratings, other=None):
     return (int(i), int(j)) if other is None else (int(i), int(j) - len(ratings))
 
 
-def _any_pair_twice(users, items):
-    """Whether some (user, item) pair occurs twice: the pairs as one int64 code each, sorted in place
-    (the lexsort below needs four times the memory). True when the ids are too far apart to code."""
-    if not len(users):
+def _any_pair_twice(parts):
+    """Whether some (user, item) pair occurs twice in `parts` (Ratings) taken together: the pairs as
+    one int64 code each, written in place and sorted in place (the lexsort of repeated_pair needs
+    several times the memory). True when the ids are too far apart to code."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return False
-    u0, i0 = users.min(), items.min()
-    span_u, span_i = int(users.max()) - int(u0) + 1, int(items.max()) - int(i0) + 1
+    u0, i0 = min(int(p.users.min()) for p in parts), min(int(p.items.min()) for p in parts)
+    span_u = max(int(p.users.max()) for p in parts) - u0 + 1
+    span_i = max(int(p.items.max()) for p in parts) - i0 + 1
     if span_u * span_i >= 2 ** 63:
         return True
-    codes = (users - u0) * span_i + (items - i0)
+    codes, start = np.empty(sum(len(p) for p in parts), np.int64), 0
+    for p in parts:
+        part = codes[start:start + len(p)]
+        np.subtract(p.users, u0, out=part)
+        part *= span_i
+        part += p.items
+        part -= i0
+        start += len(p)
     codes.sort()
     return bool((codes[1:] == codes[:-1]).any())
+
+
+def _shares_any(values, reference):
+    """Whether any of `values` is in `reference` (np.isin(values, reference).any(), without sorting
+    the two together: a sorted copy of the distinct reference values only)."""
+    ref = np.unique(reference)
+    if not len(ref) or not len(values):
+        return False
+    return bool((ref[np.searchsorted(ref, values).clip(0, len(ref) - 1)] == values).any())
 
 
 def _read_fast(path, scale):
@@ -249,7 +268,7 @@ def check_overlap(data, train_path, test_path=None):
         raise DataError(f"{test_path} line {line_numbers(test_path, data.scale)[j]}: user {data.test.users[j]}'s "
                         f"rating of item {data.test.items[j]} is a training rating too ({train_path} line "
                         f"{line_numbers(train_path)[k]}); a test rating must not be trained on: remove one of the two")
-    if not (np.isin(data.test.users, data.train.users).any() or np.isin(data.test.items, data.train.items).any()):
+    if not (_shares_any(data.test.users, data.train.users) or _shares_any(data.test.items, data.train.items)):
         raise DataError(f"the test ratings of {data.source} share no user and no item with the training ratings; "
                         "check that the two files belong together")
     return data
@@ -401,13 +420,26 @@ def positions(idx, ratings, orientation):
 
 def matrix(ratings, idx, orientation):
     """The CSR matrix of training `ratings` in `orientation` (every rating must be known to idx)."""
-    rows, cols, usable = positions(idx, ratings, orientation)
-    if not usable.all():
+    row_ids, col_ids = (idx.item_ids, idx.user_ids) if orientation == "item" else (idx.user_ids, idx.item_ids)
+    row_of, col_of = (ratings.items, ratings.users) if orientation == "item" else (ratings.users, ratings.items)
+    shape = (len(row_ids), len(col_ids))
+    # one int64 code a rating, row * columns + column, built in place: sorting it orders the ratings
+    # row by row and each row's columns ascending (what lexsort((cols, rows)) gives, in less memory)
+    code = np.searchsorted(row_ids, row_of)
+    if len(code) and (code.max() >= shape[0] or not np.array_equal(row_ids[code], row_of)):
         raise ValueError("matrix() takes the training ratings that the index was made from")
-    shape = (len(idx.item_ids), len(idx.user_ids)) if orientation == "item" else (len(idx.user_ids), len(idx.item_ids))
-    order = np.lexsort((cols, rows))
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=shape[0]))]).astype(np.int64)
-    return Matrix(indptr, cols[order].astype(np.int32), ratings.values[order].astype(np.float32), shape)
+    column = np.searchsorted(col_ids, col_of)
+    if len(column) and (column.max() >= shape[1] or not np.array_equal(col_ids[column], col_of)):
+        raise ValueError("matrix() takes the training ratings that the index was made from")
+    code *= shape[1]
+    code += column
+    del column
+    order = np.argsort(code)
+    code = code[order]
+    values = ratings.values[order].astype(np.float32)
+    del order
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(code // shape[1], minlength=shape[0]))]).astype(np.int64)
+    return Matrix(indptr, (code % shape[1]).astype(np.int32), values, shape)
 
 
 def predict_parts(score, train_matrix, idx, parts, orientation, scale, fallback, chunk=512):

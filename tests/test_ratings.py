@@ -172,6 +172,12 @@ def test_repeated_pairs_are_found_by_the_short_check_as_by_the_sort():
     assert tae_ratings.repeated_pair(tae_ratings.Ratings(users, items, np.ones(5, np.float32))) is None
     again = tae_ratings.Ratings(np.append(users, 9), np.append(items, 1), np.ones(6, np.float32))
     assert tae_ratings.repeated_pair(again) == (3, 5)
+    train = tae_ratings.Ratings(users, items, np.ones(5, np.float32))
+    test = tae_ratings.Ratings(np.array([4, 2]), np.array([1, 3]), np.ones(2, np.float32))
+    assert tae_ratings.repeated_pair(train, test) is None
+    test.items[1] = 7  # user 2's item 7: the training set's position 4
+    assert tae_ratings.repeated_pair(train, test) == (4, 1)
+    assert tae_ratings._shares_any(np.array([8, 9]), users) and not tae_ratings._shares_any(np.array([3, 10]), users)
 
 
 @pytest.mark.parametrize("orientation", ["user", "item"])
