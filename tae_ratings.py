@@ -329,8 +329,8 @@ def index(train):
 
 def biases(train, reg_user=15.0, reg_item=10.0, sweeps=10, idx=None):
     """Global mean and regularised user and item biases by alternating least squares (Koren 2010,
-    section 2.1; scikit-surprise's BaselineOnly defaults): (mean, {user: b_u}, {item: b_i}).
-    idx: `index(train)`, if made already."""
+    section 2.1; scikit-surprise's BaselineOnly defaults): (mean, idx, b_u, b_i), b_u[k] the bias of
+    user idx.user_ids[k], b_i likewise. idx: `index(train)`, if made already."""
     idx = index(train) if idx is None else idx
     u, i = (np.searchsorted(ids, of).astype(np.int32) for ids, of in ((idx.user_ids, train.users),
                                                                       (idx.item_ids, train.items)))
