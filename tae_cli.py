@@ -24,7 +24,7 @@ from tae_task_ratings import RatingsTask
 
 EXIT_BAD_INPUT = 2
 # The kinds of data train.py trains on, one Task each (tae_task_images.ImagesTask,
-# tae_task_ratings.RatingsTask). A Task has a `name` and: handles(dataset), model_values(given flags) (AEConfig's
+# tae_task_ratings.RatingsTask). A Task has a `name`, the `presets` that apply to it, and: handles(dataset), model_values(given flags) (AEConfig's
 # fields, the task's defaults where no flag is given), load(model, model_values, run) -> (model, run, data),
 # record(data) (its part of config.json), graph_input(data) -> (what the graph holds, examples, build's keywords), release(data), baselines(model, data),
 # scoring(model, data, baselines) (the epoch's figures, the final line, the run folder's figures),
@@ -333,9 +333,10 @@ def run_command(args, hold, program=Program(), progress=None):
         if args.preset and args.compare:
             raise UsageError("--preset does nothing with --compare (its snippet row is the question preset "
                              "already); drop it")
-        if args.preset == "hinton" and tae_config.is_ratings(args.dataset or ""):
-            raise UsageError("--preset hinton is Hinton & Salakhutdinov's net for 28x28 images; ratings take their "
-                             "own defaults (docs/cli.md): drop it")
+        kind = task_of(args.dataset or RunConfig.dataset)  # the preset's settings must not meet the wrong data
+        if args.preset and args.preset not in kind.presets:
+            raise UsageError(f"--preset {args.preset} does not apply to {kind.name} (theirs: "
+                             f"{', '.join(kind.presets)}; docs/cli.md): drop it")
         try:
             model_values, run = tae_config.early_configs(given, args.preset)
         except ConfigError as e:

@@ -21,6 +21,7 @@ class ImagesTask:
     """What train.py does with image data (the Task protocol: tae_cli.TASKS)."""
 
     name = "images"
+    presets = ("question", "hinton")  # the --preset names that apply (tae_config.PRESETS)
 
     @staticmethod
     def model_values(given):

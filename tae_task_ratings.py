@@ -21,6 +21,7 @@ class RatingsTask:
     """What train.py does with ratings (the Task protocol: tae_cli.TASKS)."""
 
     name = "ratings"
+    presets = ("question",)  # hinton's net is for 28x28 images
 
     model_values = staticmethod(tae_config.ratings_model_values)
 

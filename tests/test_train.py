@@ -85,7 +85,7 @@ def test_the_hinton_preset_is_the_best_recipe_and_wants_28x28_images(tmp_path, c
     assert saved["model"]["dims"] == [784, 1000, 500, 250, 30] and saved["model"]["shift"] == 1
     assert saved["model"]["mode"] == "untied" and saved["run"]["batch_size"] == 100 and saved["run"]["epochs"] == 1
     for data, line in ((["--dataset", "digits"], "the data has 64 values per example: give it --dataset mnist"),
-                       (["--dataset", "movielens"], "ratings take their own defaults")):
+                       (["--dataset", "movielens"], "--preset hinton does not apply to ratings (theirs: question")):
         code, out, err = call(capsys, "--preset", "hinton", *data, "--out", tmp_path / "refused")
         assert code == 2 and line in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
 
