@@ -126,12 +126,13 @@ SUITES = {
                                                                                  "--epochs", "12", "--seed", str(seed)]
         for mode in ("tied", "untied", "tied-untied") for seed in (0, 1, 2)
     },
-    # each mode at its own learning rate: seed 0 at half, twice and four times the 1e-3 above (a
-    # rate chosen by validation error), then seeds 1 and 2 at a mode's chosen rate where it is not 1e-3
+    # each mode at its own learning rate: seed 0 at half, twice and four times the 1e-3 above (the
+    # rate chosen by validation error: 2e-3 for every mode), then seeds 1 and 2 at the chosen rate
     "tying-shifted-lr": {
         f"{mode}, --shift 1, 12 epochs, lr {lr}, seed {seed}": HINTON + ELU_XENT + COSINE + [
             "--mode", mode, "--shift", "1", "--epochs", "12", "--lr", lr, "--seed", str(seed)]
-        for mode in ("tied", "untied", "tied-untied") for lr in ("5e-4", "2e-3", "4e-3") for seed in (0, 1, 2)
+        for mode in ("tied", "untied", "tied-untied") for lr in ("5e-4", "2e-3", "4e-3")
+        for seed in ((0, 1, 2) if lr == "2e-3" else (0,))
     },
 }
 TARGETS = (3.00, 2.46)
