@@ -187,10 +187,11 @@ def test_the_matrix_alone_holds_the_training_ratings_after_arrange(orientation):
     train = tae_ratings.Ratings(10 + pairs // 30, 100 + pairs % 30, rng.randint(1, 6, 500).astype(np.float32))
     test = tae_ratings.Ratings(np.array([10]), np.array([100]), np.array([3], np.float32))
     data = tae_ratings.RatingsData("t", train, test, (1, 5), "t")
+    before = tae_ratings.baselines(tae_ratings.RatingsData("t", train, test, (1, 5), "t"))
     ds = tae_ratings.arrange(data, orientation)
     assert data.train is None  # released: held once, as the matrix
+    assert tae_ratings.baselines(data, ds.fallback) == before  # the global mean and biases as from the arrays
     for user in range(len(ds.idx.user_ids)):
         expected = np.sort(train.items[train.users == ds.idx.user_ids[user]])
         assert np.array_equal(np.sort(ds.idx.item_ids[ds.trained_items(user)]), expected)
-    assert tae_ratings.baselines(data, ds.fallback)["global mean"]["parameters"] == 1
     assert ds.fallback[0] == float(train.values.mean(dtype=np.float64))
