@@ -309,9 +309,11 @@ def weight_decay(cfg, var_list, touched=None):
     """weight_decay * sum(w^2) / 2 over the kernels in var_list: the gradient adds weight_decay * W.
     A tied model's kernels are each in var_list once, so each is decayed once.
 
-    touched (lazyadam on the sparse path): the batch's distinct items; the two wide kernels (the
-    first encoder kernel's rows, the last decoder kernel's columns) are decayed at those only, so
-    the decay's gradient touches no other row. The decoder kernel's columns are picked by a 0/1 mask
+    touched (lazyadam on the sparse path): the tf1_sparse.Lookup of the batch's distinct items; the
+    two wide kernels (the first encoder kernel's rows, the last decoder kernel's columns) are
+    decayed at those only, so the decay's gradient touches no other row. The rows are the lookup's
+    own (its zero row, if any, adds nothing): the decay's gradient and the layer's meet in one
+    tensor, and the kernel gets a single update over distinct rows. The decoder kernel's columns are picked by a 0/1 mask
     rather than a gather along axis 1: its gradient is dense either way, and the mask's is a product
     where the gather's is a transpose and a scatter."""
     kernels = [v for v in var_list if name_of(v).endswith("/kernel")]
@@ -323,8 +325,8 @@ def weight_decay(cfg, var_list, touched=None):
         if touched is None or name_of(w) not in ("encoder/layer_0/kernel", last):
             return w
         if name_of(w).startswith("encoder/"):
-            return tf1_sparse.rows_of(w, touched)
-        return tf1_sparse.mask_columns(w, touched)
+            return touched.rows
+        return tf1_sparse.mask_columns(w, touched.items)
 
     return cfg.weight_decay * tf.add_n([tf.nn.l2_loss(part(w)) for w in kernels])
 
@@ -398,24 +400,24 @@ def head(parts, name, untied, var_list, rate, after=None):
         return (code, recon, *loss_terms(cfg, x, logits, recon))
 
     def sparse_forward(batch, inputs, pairs=None, drop=None):
-        """(code, output at pairs, the distinct input items) of a SparseTensor batch whose values are
+        """(code, output at pairs, the tf1_sparse.Lookup of its items) of a SparseTensor batch whose values are
         replaced by `inputs`; pairs [q, 2] (row, column), None: the batch's own rated pairs."""
-        found = tf1_sparse.lookup(enc_w[0], batch.indices[:, 1])
+        found = tf1_sparse.lookup(enc_w[0], batch.indices[:, 1], cfg.dims[0])
         code = encode(cfg, None, enc_w, enc_b, drop, first=tf1_sparse.first_layer(batch, inputs, found))
         own, last_b = batch.indices, dec_b[-1]
         if pairs is None and untied:  # the batch's own pairs: the whole product, read off (tf1_sparse's docstring)
             last = lambda g: tf1_sparse.at_pairs_full(g, dec_w[-1], last_b, own)  # noqa: E731
         elif pairs is None:  # tied: one product over the batch's distinct items, the rows the lookup found
             last = lambda g: tf1_sparse.at_pairs_block(g, own[:, 0], found.where, found.rows, last_b,  # noqa: E731
-                                                       own[:, 1])
+                                                       found.items)
         else:  # other pairs than the input's (scoring): their own distinct columns, a pair at a time
             items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)
-            columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf1_sparse.padded(
+            columns = tf1_sparse.columns_of(dec_w[-1], items) if untied else tf1_sparse.nonempty(
                 tf1_sparse.rows_of(enc_w[0], items))
             last = lambda g: tf1_sparse.at_pairs(g, pairs[:, 0], where, columns, last_b, pairs[:, 1])  # noqa: E731
         _, output = decode(cfg, code, dec_b, kernels=dec_w if untied else None,
                            encoder_kernels=None if untied else enc_w, drop=drop, last=last)
-        return code, output, found.items
+        return code, output, found
 
     def training(x, clean=None):
         if clean is not None and not regularised(cfg):
@@ -428,10 +430,10 @@ def head(parts, name, untied, var_list, rate, after=None):
         return Training(noisy, code, loss, loss if decay is None else loss + decay)
 
     def sparse_training(batch):  # masked_mse over the batch's stored values: those of `training` on its dense form
-        code, output, items = sparse_forward(batch, corrupt_values(batch.values), drop=drop)
+        code, output, found = sparse_forward(batch, corrupt_values(batch.values), drop=drop)
         squared = tf.math.squared_difference(batch.values, output)
         loss = tf.reduce_sum(squared) / tf.maximum(tf.cast(tf.size(squared), tf.float32), 1.0)
-        decay = weight_decay(cfg, var_list, touched=items if cfg.optimizer == "lazyadam" else None)
+        decay = weight_decay(cfg, var_list, touched=found if cfg.optimizer == "lazyadam" else None)
         return Training(None, code, loss, loss if decay is None else loss + decay)
 
     def step(objective, x):  # sync's frozen copies are outside var_list: no gradient reaches W through them

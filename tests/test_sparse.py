@@ -165,6 +165,56 @@ def test_lazy_adam_moves_only_the_touched_rows_as_adam_would():
     assert np.array_equal(*found)
 
 
+def test_lazy_adam_sums_repeated_indices_and_distinct_matches_numpy():
+    """Indices that repeat or are out of order are summed first (the base class's rule), strictly
+    increasing ones go through as they are: both give the update of the summed gradient. And
+    `distinct` finds np.unique's items and inverse, an empty batch included."""
+    rng = np.random.RandomState(1)
+    start = rng.randn(6, 3).astype(np.float32)
+    g = rng.randn(3, 3).astype(np.float32)
+    found = []
+    for indices, values in ((np.array([5, 1, 5]), g), (np.array([1, 5]), np.stack([g[1], g[0] + g[2]]))):
+        with tf.Graph().as_default():
+            var = tf1.get_variable("w", initializer=start, use_resource=True)
+            opt = tf1_sparse.LazyAdamOptimizer(0.1)
+            update = opt.apply_gradients([(tf.IndexedSlices(tf.constant(values), tf.constant(indices, tf.int64),
+                                                            tf.constant([6, 3], tf.int64)), var)])
+            with tf1.Session() as sess:
+                sess.run(tf1.global_variables_initializer())
+                sess.run(update)
+                found.append(sess.run([var, opt.get_slot(var, "v")]))
+    np.testing.assert_allclose(found[0][0], found[1][0], rtol=1e-6)
+    np.testing.assert_allclose(found[0][1], found[1][1], rtol=1e-6)
+    assert not np.array_equal(found[0][0], start)
+
+    with tf.Graph().as_default():
+        columns = tf1.placeholder(tf.int64, [None])
+        items, where = tf1_sparse.distinct(columns, 40)
+        with tf1.Session() as sess:
+            for c in (rng.randint(0, 40, 25), np.array([39, 0, 39]), np.zeros(0, np.int64)):
+                got_items, got_where = sess.run([items, where], {columns: c})
+                want_items, want_where = np.unique(c, return_inverse=True)
+                assert np.array_equal(got_items, want_items) and np.array_equal(got_where, want_where.ravel())
+
+
+@pytest.mark.parametrize("mode", ["tied", "untied"])
+def test_a_batch_without_ratings_steps_and_moves_nothing_wide(mode):
+    """A batch whose rows hold no rating: the step runs (oneDNN aborts the process on a product
+    with an empty operand: `nonempty` keeps every product non-empty), its loss is 0, and lazy Adam
+    moves no row of the wide first kernel."""
+    cfg = config(mode, optimizer="lazyadam")
+    ae = tae.build(cfg)
+    head = final_trained_head(ae)
+    empty = (np.zeros((0, 2), np.int64), np.zeros(0, np.float32), (3, 13))
+    with tf1.Session(graph=ae.graph) as sess:
+        sess.run(ae.init_op)
+        kernel = ae.variables["encoder/layer_0/kernel"]
+        before = sess.run(kernel)
+        loss, _ = sess.run([head.sparse.training.loss, head.sparse.train_op], {head.sparse.input: empty})
+        assert loss == 0 and np.array_equal(sess.run(kernel), before)
+        assert sess.run(head.sparse.predictions, {head.sparse.input: empty, head.sparse.pairs: np.zeros((0, 2))}).size == 0
+
+
 def test_the_library_refuses_what_the_sparse_path_cannot_do():
     with pytest.raises(ConfigError, match="masked_mse"):
         tae.AEConfig(loss="mse", sparse_input=True)
