@@ -201,7 +201,8 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
         baselines = task.baselines(model, ds)
     metrics = tae_runner.build_and_train(model, run.schedule(model), task, ds, out, config_record(model, run, ds),
                                          log=log, stop=stop, keep_data=keep_data, baselines=baselines,
-                                         patience=run.patience, cluster=cluster)
+                                         patience=run.patience, cluster=cluster,
+                                         synchronous=cluster is not None and run.sync_replicas)
     progress = progress or Progress()
     progress.exporting = str(out)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe
@@ -304,6 +305,9 @@ def run_command(args, hold, program=Program(), progress=None):
     progress = progress if progress is not None else Progress()
     given = tae_config.given_flags(args)
     cluster = tae_cluster.from_args(args)
+    if cluster is None and any(f.field == "sync_replicas" and v for f, v in given.items()):
+        raise UsageError("--sync-replicas on is a cluster run's setting (docs/cluster.md); on one machine every step "
+                         "is synchronous: drop it")
     if cluster is not None:
         tae_cluster.refuse_flags(cluster, args, given)
         if not cluster.chief:
@@ -362,7 +366,7 @@ def run_command(args, hold, program=Program(), progress=None):
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
     if cluster is not None:
-        tae_cluster.refuse_run(run)
+        tae_cluster.refuse_run(run, model, cluster)
     out = args.out or tae_files.new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         RunFolder(out).prepare()

@@ -28,6 +28,7 @@ import tae_config
 from tae_files import EXIT_CLUSTER_LOST, Stopped, UsageError
 
 WAIT_SECONDS = 0.05  # a follower's pause between looks at the instruction
+PAUSE = 0.0005  # a synchronous step's first pause between looks, doubling up to WAIT_SECONDS
 REPORT_EVERY = 30.0  # seconds between "still waiting" lines
 
 
@@ -103,7 +104,14 @@ def refuse_flags(cluster, args, given):
             raise UsageError(f"{name} runs on one machine: drop the cluster flags")
 
 
-def refuse_run(run):
+def refuse_run(run, model, cluster):
+    """What the chief's run cannot be on a cluster, before anything is written."""
+    workers = len(cluster.worker_hosts)
+    if run.sync_replicas and run.batch_size % workers:
+        raise UsageError(batch_error(run.batch_size, workers))
+    if run.sync_replicas and model.dense_refeed:
+        raise UsageError("--dense-refeed makes a second update a step, which --sync-replicas cannot aggregate: "
+                         "drop one of them")
     if run.pretrain != "none":
         raise UsageError("--pretrain rbm runs on one machine: pretrain there, then resume the run on the cluster "
                          "with --resume")
@@ -120,6 +128,11 @@ def start_server(cluster):
     return spec, tf.compat.v1.train.Server(spec, cluster.job, cluster.index, config=config)
 
 
+def batch_error(batch_size, workers):
+    return (f"--batch-size {batch_size} does not split among {workers} workers: with --sync-replicas each step is the "
+            f"batch, a part from each worker; give a multiple of {workers}")
+
+
 def serve_ps(cluster, log=print):
     import tf1_cluster
 
@@ -130,12 +143,15 @@ def serve_ps(cluster, log=print):
     return 0
 
 
-def shard_bounds(examples, batch_size, workers):
+def shard_bounds(examples, batch_size, workers, synchronous=False):
     """Each worker's rows [start, stop) of the training set: as many as its share of an epoch's steps
-    draws, the last one also the remainder (examples % batch_size)."""
+    draws (synchronous: every step, batch_size // workers rows each), the last one also the remainder."""
     import tf1_cluster
 
-    steps = tf1_cluster.shares(examples // batch_size, workers)
+    if synchronous:
+        steps, batch_size = [examples // batch_size] * workers, batch_size // workers
+    else:
+        steps = tf1_cluster.shares(examples // batch_size, workers)
     starts = np.concatenate([[0], np.cumsum(steps) * batch_size])
     return [(int(starts[w]), int(starts[w + 1]) if w < workers - 1 else examples) for w in range(workers)]
 
@@ -153,11 +169,20 @@ class Replica:
     """One worker's part of a cluster run: its server, its graph's coordination ops, its shard. The
     stage runner (tae_runner) calls the chief's methods; `follow` is a follower's loop."""
 
-    def __init__(self, cluster, server, ae, coordination, local_init, data, examples, full_rows=None):
+    def __init__(self, cluster, server, ae, coordination, local_init, data, examples, full_rows=None, pushes=None):
         self.cluster, self.server, self.ae, self.coord, self.local_init = cluster, server, ae, coordination, local_init
         self.data, self.examples, self.full_rows = data, examples, full_rows  # the shard; the whole set's size
         self.workers = len(cluster.worker_hosts)
         self.sequence = 0  # the chief's last instruction
+        self.pushes = pushes  # synchronous: stage index -> a follower's push-and-report op (tf1_cluster.after_push)
+
+    @property
+    def synchronous(self):
+        return self.pushes is not None
+
+    def batch(self, stage):
+        """What this worker draws a step: the stage's batch, or its part of a synchronous step's."""
+        return stage.batch_size // self.workers if self.synchronous else stage.batch_size
 
     @property
     def target(self):
@@ -173,8 +198,14 @@ class Replica:
         """After the model is initialised or restored: the coordination state (kept from an earlier
         chief if the ps tasks still hold it) and the run's settings, for the followers."""
         c = self.coord
-        if not sess.run(c.initialized):
+        fresh = not sess.run(c.initialized)
+        if self.synchronous and not fresh:
+            raise UsageError("the ps tasks hold an earlier chief's synchronous run, with the gradients of the step it "
+                             "stopped in: start the ps tasks and the other workers again, then this chief")
+        if fresh:
             sess.run([c.instruction.initializer, c.settings.initializer])
+            if self.synchronous:
+                sess.run(self.ae.stages[-1].head.sync.init_tokens)
         self.sequence = int(sess.run(c.instruction)[0])
         sess.run(c.publish_settings, {c.settings_in: json.dumps({**settings, "cluster_examples": self.examples})})
 
@@ -183,8 +214,36 @@ class Replica:
         import tf1_cluster
 
         self.sequence += 1
+        if self.synchronous:  # the accumulators' step: where this stage's pushes are fresh from
+            sess.run(self.ae.stages[stage_index].head.sync.chief_init)
         sess.run(self.coord.publish, {self.coord.instruction_in: [self.sequence, stage_index, epoch, steps, 0]})
-        return tf1_cluster.shares(steps, self.workers)[0]
+        return steps if self.synchronous else tf1_cluster.shares(steps, self.workers)[0]
+
+    def sync_step(self, sess, stage, step, log, stop):
+        """The chief's part of synchronous global step `step`: its own gradient, then, once every
+        follower has reported its own in, the mean applied. Returns the chief's loss, or None if
+        stopped while waiting (the step's gradients are then in flight: see `started`)."""
+        sync, c = stage.head.sync, self.coord
+        sess.run(sync.local_step_init)
+        loss = sess.run([sync.loss, sync.push])[0]
+        waiting, since, pause = set(range(1, self.workers)), time.time(), PAUSE
+        while waiting:
+            if stop.signum is not None:
+                return None
+            if not sess.run(c.waiting_pushed):
+                if time.time() - since > REPORT_EVERY:
+                    log(f"waiting for worker{'s' if len(waiting) > 1 else ''} {', '.join(map(str, sorted(waiting)))} "
+                        f"at step {step + 1}")
+                    since = time.time()
+                time.sleep(pause)
+                pause = min(2 * pause, WAIT_SECONDS)
+                continue
+            sequence, worker, at = sess.run(c.take_pushed)
+            if sequence == self.sequence and at == step:
+                waiting.discard(int(worker))
+            pause = PAUSE
+        sess.run(sync.apply)
+        return loss
 
     def end_epoch(self, sess, step, log, stop):
         """Wait for every follower's report of this epoch, then set the global step to the epoch's
@@ -218,28 +277,33 @@ class Replica:
                 for i in range(0, len(rows), batch)]
 
 
-def build_replica(model, schedule, task, ds, cluster, full_rows=False, started=None):
+def build_replica(model, schedule, task, ds, cluster, full_rows=False, started=None, synchronous=False):
     """This worker's graph (tf1_tied_ae.build with tf1_cluster.placement, the coordination ops
-    added) holding its shard, and its Replica. started: (spec, server) if the server is up."""
+    added) holding its shard, and its Replica. started: (spec, server) if the server is up.
+    synchronous: each step the mean of one gradient from every worker (--sync-replicas)."""
     import tf1_cluster
     import tf1_tied_ae
 
-    spec, server = started or start_server(cluster)
     data, examples, keywords = task.graph_input(ds)
     workers = len(cluster.worker_hosts)
-    if examples // schedule.batch_size < workers:
+    if synchronous and schedule.batch_size % workers:
+        raise UsageError(batch_error(schedule.batch_size, workers))
+    if examples // schedule.batch_size < (1 if synchronous else workers):
         raise UsageError(f"an epoch has {examples // schedule.batch_size} steps (examples // --batch-size), fewer "
                          f"than the {workers} workers: lower --batch-size or use fewer workers")
-    start, stop = shard_bounds(examples, schedule.batch_size, workers)[cluster.index]
+    spec, server = started or start_server(cluster)
+    start, stop = shard_bounds(examples, schedule.batch_size, workers, synchronous)[cluster.index]
     mine = shard(data, start, stop)
     extra = {"nnz": len(mine[2])} if "nnz" in keywords else {}
     ae = tf1_tied_ae.build(model, schedule, stop - start, finalize=False, placement=tf1_cluster.placement(
-        spec, cluster.index), epoch_examples=examples, **{**keywords, **extra})
+        spec, cluster.index, synchronous), epoch_examples=examples, **{**keywords, **extra})
     with ae.graph.as_default():
         coord = tf1_cluster.coordination(spec.num_tasks("ps"), ae.global_step)
+        pushes = {i: tf1_cluster.after_push(coord, s.head.sync) for i, s in enumerate(ae.stages)} if synchronous \
+            else None
         local_init = tf1_cluster.local_initializer(tf1_cluster.worker_device(cluster.index))
     ae.graph.finalize()
-    return Replica(cluster, server, ae, coord, local_init, mine, examples, data if full_rows else None)
+    return Replica(cluster, server, ae, coord, local_init, mine, examples, data if full_rows else None, pushes)
 
 
 def read_settings(cluster, server, log):
@@ -284,7 +348,8 @@ def follow(cluster, given, log=print):
     if examples != saved["cluster_examples"]:
         raise UsageError(f"worker {cluster.index}'s data gives {examples} training examples, the chief's "
                          f"{saved['cluster_examples']}: give it the same data set (--data-dir)")
-    replica = build_replica(model, run.schedule(model), task, ds, cluster, started=(spec, server))
+    replica = build_replica(model, run.schedule(model), task, ds, cluster, started=(spec, server),
+                            synchronous=run.sync_replicas)
     try:
         return _follow(replica, model, log)
     except (tf.errors.UnavailableError, tf.errors.AbortedError) as e:
@@ -316,12 +381,45 @@ def _follow(replica, model, log):
             stage = ae.stages[stage_index]
             pipe = ae.input
             order = tae_runner.epoch_order(model.seed, stage.epoch_seed + epoch, pipe.num_examples)
-            sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.batch_size_placeholder: stage.batch_size})
-            mine = tf1_cluster.shares(steps, replica.workers)[cluster.index]
-            k = 0
-            while k < mine:
-                n = min(tae_runner.STEPS_PER_CALL, mine - k)
-                sess.run(stage.steps, {pipe.steps_placeholder: n})
-                k += n
+            if replica.synchronous:
+                if not _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
+                    continue  # the chief began anew: take its instruction
+            else:
+                sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order,
+                                               pipe.batch_size_placeholder: stage.batch_size})
+                mine = tf1_cluster.shares(steps, replica.workers)[cluster.index]
+                k = 0
+                while k < mine:
+                    n = min(tae_runner.STEPS_PER_CALL, mine - k)
+                    sess.run(stage.steps, {pipe.steps_placeholder: n})
+                    k += n
             sess.run(coord.report_done, {coord.done_in: [sequence, cluster.index]})
             done = sequence
+
+
+def _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
+    """A follower's synchronous epoch: from the step the global step stands at (a follower that
+    restarts joins the step in progress), for each step, wait until the chief has applied the one
+    before, then push this worker's gradient and report it. False if the chief's instruction
+    changed meanwhile (a new chief)."""
+    ae, coord, index = replica.ae, replica.coord, replica.cluster.index
+    stage, pipe = ae.stages[stage_index], ae.input
+    first = stage.first_step + epoch * stage.steps_per_epoch
+    k = int(sess.run(ae.global_step)) - first
+    if not 0 <= k < stage.steps_per_epoch:
+        return True
+    sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.start_placeholder: k,
+                                   pipe.batch_size_placeholder: replica.batch(stage)})
+    for step in range(first + k, first + stage.steps_per_epoch):
+        pause = PAUSE
+        while True:
+            at, instruction = sess.run([ae.global_step, coord.instruction])
+            if instruction[0] != sequence:
+                return False
+            if at == step:
+                break
+            time.sleep(pause)
+            pause = min(2 * pause, WAIT_SECONDS)
+        sess.run(stage.head.sync.local_step_init)
+        sess.run(replica.pushes[stage_index], {coord.pushed_in: [sequence, index, step]})
+    return True

@@ -85,6 +85,7 @@ class RunConfig:
     patience: Optional[int] = None
     tied_epochs: Optional[int] = None
     sync_every: str = "step"
+    sync_replicas: bool = False
     pretrain: str = "none"
     pretrain_epochs: int = 10
     rbm_lr: float = 0.1
@@ -111,6 +112,8 @@ class RunConfig:
         if None not in (self.epochs, self.tied_epochs) and self.tied_epochs > self.epochs:
             raise ConfigError("tied_epochs", f"must be between 0 and epochs ({self.epochs}); got {self.tied_epochs}")
         choice("sync_every", self.sync_every, ("step", "epoch"))
+        if not isinstance(self.sync_replicas, bool):
+            raise ConfigError("sync_replicas", f"must be on or off (true or false); got {self.sync_replicas!r}")
         choice("split", self.split, MOVIELENS_SPLITS)
         choice("orientation", self.orientation, ORIENTATIONS)
         if self.rating_scale is not None:
@@ -236,6 +239,9 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                           applies=(lambda m, r: m.mode == "tied-untied", "--mode tied-untied")),
     "sync_every": option("sync: re-assign the decoder's copies every step | epoch",
                          applies=(lambda m, r: m.mode == "sync", "--mode sync")),
+    "sync_replicas": option("a cluster run (docs/cluster.md): synchronous updates, each step the mean gradient of a "
+                            "part of the batch from every worker (tf.train.SyncReplicasOptimizer) | off (each worker's "
+                            "steps apply as they come)", parse=parse_switch),
     "pretrain": option("none | rbm (Hinton & Salakhutdinov's greedy RBM pretraining, then unrolling)"),
     "pretrain_epochs": option("epochs per RBM", parse=int, applies=RBM),
     "rbm_lr": option("learning rate of the binary RBMs", parse=float, applies=RBM),

@@ -129,13 +129,14 @@ def lost(error):
     return f"lost {which} ({type(error).__name__})"
 
 
-def build_and_train(model, schedule, task, ds, out, config, cluster=None, **kw):
+def build_and_train(model, schedule, task, ds, out, config, cluster=None, synchronous=False, **kw):
     """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
-    then `train` (the same keywords). cluster (tae_cluster.ClusterArgs): as that cluster's chief."""
+    then `train` (the same keywords). cluster (tae_cluster.ClusterArgs): as that cluster's chief,
+    with synchronous updates if `synchronous`."""
     if cluster is not None:
         import tae_cluster
 
-        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True)
+        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True, synchronous=synchronous)
         return train(replica.ae, task, ds, out, config, replica=replica, **kw)
     _, examples, keywords = task.graph_input(ds)
     return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)
@@ -297,20 +298,30 @@ class Runner:
 
     def run_epoch(self, stage, epoch, start):
         """The epoch's steps from step `start` within it. On a cluster the chief tells the followers
-        to take their shares of the remaining steps, takes its own, and waits for their reports."""
+        to take their shares of the remaining steps, takes its own, and waits for their reports;
+        synchronous, every worker takes part in every step (tae_cluster.Replica.sync_step)."""
         pipe = self.ae.input
         steps = stage.steps_per_epoch - start  # this process's
+        synchronous = self.replica is not None and self.replica.synchronous
         if self.replica:
             steps = self.replica.begin_epoch(self.sess, self.ae.stages.index(stage), epoch, steps)
         order = epoch_order(self.ae.config.seed, stage.epoch_seed + epoch, pipe.num_examples)
-        self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order, pipe.start_placeholder:
-                                            0 if self.replica else start, pipe.batch_size_placeholder: stage.batch_size})
+        self.sess.run(pipe.start_epoch_op, {
+            pipe.order_placeholder: order, pipe.start_placeholder: 0 if self.replica and not synchronous else start,
+            pipe.batch_size_placeholder: self.replica.batch(stage) if self.replica else stage.batch_size})
         t0 = time.time() - self.sess.run(pipe.seconds)  # a resumed epoch carries its seconds on
         bar = tf.keras.utils.Progbar(start + steps, unit_name="step") if self.bar else None
         k = start
         while k < start + steps:
-            n = min(STEPS_PER_CALL, start + steps - k)
-            figures = self.sess.run(stage.steps, {pipe.steps_placeholder: n})
+            if synchronous:
+                figure = self.replica.sync_step(self.sess, stage, stage.first_step + epoch * stage.steps_per_epoch + k,
+                                                self.log, self.stop)
+                if figure is None:
+                    self.interrupt(stage, epoch, k, time.time() - t0)
+                figures, n = np.array([figure]), 1
+            else:
+                n = min(STEPS_PER_CALL, start + steps - k)
+                figures = self.sess.run(stage.steps, {pipe.steps_placeholder: n})
             self.check_finite(stage, epoch, k, figures)
             k += n
             if bar:
@@ -320,7 +331,8 @@ class Runner:
         if self.replica and not self.replica.end_epoch(
                 self.sess, stage.first_step + (epoch + 1) * stage.steps_per_epoch, self.log, self.stop):
             self.interrupt(stage, epoch, k, time.time() - t0)
-        self.end_epoch(stage, epoch, time.time() - t0, k - start if self.replica else k)  # the steps figure_sum holds
+        # the steps figure_sum holds: an asynchronous chief's share from 0, else the epoch's from its start
+        self.end_epoch(stage, epoch, time.time() - t0, k - start if self.replica and not synchronous else k)
 
     def check_finite(self, stage, epoch, k, figures):
         bad = np.flatnonzero(~np.isfinite(figures))

@@ -43,12 +43,14 @@ def worker_device(task_index):
     return f"/job:worker/task:{task_index}"
 
 
-def placement(spec, task_index):
+def placement(spec, task_index, synchronous=False):
     """tf1_tied_ae.Placement of worker `task_index`: the model on the ps tasks (round robin, a part
-    of each partitioned variable on each), the rest here."""
+    of each partitioned variable on each), the rest here; synchronous: every head also gets its
+    SyncStep over all the workers."""
     device = worker_device(task_index)
     return tf1_tied_ae.Placement(model=tf1.train.replica_device_setter(cluster=spec, worker_device=device),
-                                 local=device, partitions=spec.num_tasks("ps"))
+                                 local=device, partitions=spec.num_tasks("ps"),
+                                 replicas=spec.num_tasks("worker") if synchronous else 0, task=task_index)
 
 
 def session_config(job, task_index):
@@ -74,6 +76,10 @@ class Coordination(NamedTuple):
     waiting_done: tf.Tensor  # int32: reports in the queue
     take_done: tf.Tensor  # int64 [2]: the next report (run it only when one waits: see `serve`)
     finish: tf.Operation  # one token to every ps task's queue: `serve` returns
+    pushed_in: tf.Tensor  # int64 [3] placeholder: [sequence, worker, global step] (synchronous runs)
+    pushed: object  # the FIFOQueue of those: a follower's "my gradient for that step is in" (`after_push`)
+    waiting_pushed: tf.Tensor  # int32: such reports in the queue
+    take_pushed: tf.Tensor  # int64 [3]: the next one (the chief alone takes them)
 
 
 def _finish_queue(ps_task):
@@ -99,6 +105,8 @@ def coordination(num_ps, global_step):
         settings_in = tf1.placeholder(tf.string, [], name="settings_in")
         step_in = tf1.placeholder(tf.int64, [], name="step_in")
         done = tf1.FIFOQueue(QUEUE_CAPACITY, tf.int64, shapes=[[2]], shared_name="cluster_done", name="done")
+        pushed = tf1.FIFOQueue(QUEUE_CAPACITY, tf.int64, shapes=[[3]], shared_name="cluster_pushed", name="pushed")
+        pushed_in = tf1.placeholder(tf.int64, [3], name="pushed_in")
         done_in = tf1.placeholder(tf.int64, [2], name="done_in")
         publish = instruction.assign(instruction_in).op
         report = done.enqueue(done_in)
@@ -110,7 +118,16 @@ def coordination(num_ps, global_step):
     return Coordination(instruction=instruction, initialized=initialized, instruction_in=instruction_in,
                         publish=publish, settings=settings, settings_in=settings_in,
                         publish_settings=publish_settings, step_in=step_in, set_step=set_step, done_in=done_in,
-                        report_done=report, waiting_done=waiting, take_done=take, finish=finish)
+                        report_done=report, waiting_done=waiting, take_done=take, finish=finish, pushed_in=pushed_in,
+                        pushed=pushed, waiting_pushed=pushed.size(),
+                        take_pushed=pushed.dequeue())
+
+
+def after_push(coordination, sync_step):
+    """A follower's synchronous step and its report in one Session call: the report (fed to
+    coordination.pushed_in) is sent once the gradient is in the accumulators."""
+    with tf.control_dependencies([sync_step.push]), tf1.device("/job:ps/task:0"):
+        return coordination.pushed.enqueue(coordination.pushed_in)
 
 
 def serve(server, task_index, stop=lambda: False, poll_seconds=0.2):

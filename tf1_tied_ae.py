@@ -85,6 +85,22 @@ class Head(NamedTuple):
     decoder: str  # "tied" (the encoder's kernels, transposed) or "untied" (the decoder's own kernels)
     learning_rate: tf.Tensor  # scalar float32: the rate the next step uses (the schedule at global_step)
     sparse: Optional["SparsePass"] = None  # cfg.sparse_input: the same head on sparse input
+    sync: Optional["SyncStep"] = None  # a synchronous cluster run (Placement.replicas): one step a Session call
+
+
+class SyncStep(NamedTuple):
+    """One synchronous step of a worker's replica, tf.train.SyncReplicasOptimizer around the head's
+    optimizer: every worker runs `push` on its next batch (its gradient to the accumulators on the
+    ps tasks, a token taken), the chief runs `apply` once all have pushed (the mean gradient
+    applied, global_step + 1, a token for each worker). Outside the multi-step loop: the
+    optimizer's ops cannot live in a tf.while_loop's function graph (docs/cluster.md)."""
+
+    loss: tf.Tensor  # the worker's training loss on its batch (run with push)
+    push: tf.Operation  # the worker's gradient to the accumulators; adds loss to progress/figure_sum
+    apply: tf.Operation  # the chief's: the mean of the pushed gradients applied (then sync mode's re-assignment)
+    local_step_init: tf.Operation  # the worker's gradients are stamped with global_step (run before push)
+    chief_init: tf.Operation  # the accumulators' step set to global_step (the chief, at its start)
+    init_tokens: tf.Operation  # the token queue's first tokens (the chief, once a run)
 
 
 class SparsePass(NamedTuple):
@@ -106,6 +122,8 @@ class Placement(NamedTuple):
     # on the parameter servers, every other op on this worker
     local: str  # this worker's device: the training set held in the graph and progress/*, one per worker
     partitions: int  # the wide variables (encoder layer 0's kernel, the last decoder kernel and bias) in parts
+    replicas: int = 0  # synchronous updates over this many workers (each head's SyncStep); 0: asynchronous
+    task: int = 0  # this worker's index: keys its noise and dropout apart from the others' in a synchronous step
 
 
 class AutoEncoder(NamedTuple):
@@ -255,7 +273,7 @@ def shift_images(x, image_shape, offsets, most):
     return tf.reshape(moved, [-1, h * w])
 
 
-def regularisers(cfg, global_step, image_shape=None):
+def regularisers(cfg, global_step, image_shape=None, replica=0):
     """The training pass's random parts. Their random numbers are counter-based,
     keyed by (seed, purpose, global step), so a resumed run draws what an uninterrupted one would.
 
@@ -266,12 +284,14 @@ def regularisers(cfg, global_step, image_shape=None):
     dropout, code_dropout on the code (layer L-1), hidden_dropout on every other layer but the output.
     shift(x): each image of x ([batch, H * W], image_shape (H, W)) moved by a random offset in
     [-cfg.shift, cfg.shift] on each axis (`shift_images`); the moved image is the example, input and
-    target. Returns (corrupt, corrupt_values, drop, shift)."""
+    target. replica: a synchronous step's worker index, which keys its draws apart from the other
+    workers' at the same step (0 keys them as on one machine). Returns (corrupt, corrupt_values, drop, shift)."""
     seed = cfg.seed if cfg.seed is not None else random.randrange(2 ** 31)
     code_layer = len(cfg.dims) - 2
 
     def key(purpose):  # purpose 0: masking, 1: Gaussian, 2 + layer: dropout, SHIFT: the shifts
-        return tf.stack([tf.constant(seed * 1024 + 512 + purpose, tf.int64), global_step.read_value()])
+        return tf.stack([tf.constant(seed * 1024 + 512 + purpose + replica * 2 ** 42, tf.int64),
+                         global_step.read_value()])
 
     def corrupt_values(values):  # masked_mse: the stored values, in row-major order
         if not cfg.mask_noise:
@@ -383,6 +403,8 @@ class _Parts(NamedTuple):
     pipe: Optional[tf1_input.Pipeline]
     image_shape: Optional[Tuple[int, int]]
     epoch_examples: Optional[int]  # what an epoch counts: the training set's size (the pipeline's, or all shards')
+    replicas: int = 0  # Placement.replicas
+    task: int = 0  # Placement.task
 
 
 def head(parts, name, untied, var_list, rate, after=None):
@@ -419,18 +441,19 @@ def head(parts, name, untied, var_list, rate, after=None):
                            encoder_kernels=None if untied else enc_w, drop=drop, last=last)
         return code, output, found
 
-    def training(x, clean=None):
+    def training(x, clean=None, random=(corrupt, corrupt_values, drop, shift)):
         if clean is not None and not regularised(cfg):
             noisy, (code, _, loss, _) = x, clean
         else:
-            x = shift(x)  # the moved image is the example: the target too
-            noisy = corrupt(x)
-            code, _, loss, _ = forward(x, noisy, drop)
+            x = random[3](x)  # the moved image is the example: the target too
+            noisy = random[0](x)
+            code, _, loss, _ = forward(x, noisy, random[2])
         decay = weight_decay(cfg, var_list)
         return Training(noisy, code, loss, loss if decay is None else loss + decay)
 
-    def sparse_training(batch):  # masked_mse over the batch's stored values: those of `training` on its dense form
-        code, output, found = sparse_forward(batch, corrupt_values(batch.values), drop=drop)
+    def sparse_training(batch, random=(corrupt, corrupt_values, drop, shift)):  # masked_mse over the batch's
+        # stored values: those of `training` on its dense form
+        code, output, found = sparse_forward(batch, random[1](batch.values), drop=random[2])
         squared = tf.math.squared_difference(batch.values, output)
         loss = tf.reduce_sum(squared) / tf.maximum(tf.cast(tf.size(squared), tf.float32), 1.0)
         decay = weight_decay(cfg, var_list, touched=found if cfg.optimizer == "lazyadam" else None)
@@ -467,12 +490,53 @@ def head(parts, name, untied, var_list, rate, after=None):
             sparse = SparsePass(input=fed, pairs=pairs, predictions=sparse_forward(fed, fed.values, pairs)[1],
                                 training=sparse_trained, train_op=step(sparse_trained.objective, None))
         steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None else None
+        sync = None
+        if parts.replicas and parts.pipe is not None:
+            random = regularisers(cfg, parts.global_step, parts.image_shape, replica=parts.task)
+            trained_here = sparse_training(parts.pipe.next_sparse_batch(), random) if cfg.sparse_input else \
+                training(parts.pipe.next_batch(), random=random)
+            sync = synchronous_step(optimizer, trained_here, var_list, parts, after)
         name_slots_whole(optimizer, var_list)
         now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
     code, reconstruction, loss, sse = clean
     return Head(code=code, reconstruction=reconstruction, loss=loss, sse=sse, train_op=train_op,
                 var_list=tuple(var_list), training=trained, decoder="untied" if untied else "tied",
-                learning_rate=now, sparse=sparse), steps
+                learning_rate=now, sparse=sparse, sync=sync), steps
+
+
+def _as_rows(gradient):
+    """A dense gradient as IndexedSlices over every row: the same update (lazy Adam moves every row)."""
+    rows = tf.shape(gradient, out_type=tf.int64)[0]
+    return tf.IndexedSlices(gradient, tf.range(rows), tf.shape(gradient, out_type=tf.int64))
+
+
+def synchronous_step(optimizer, trained, var_list, parts, after=None):
+    """The SyncStep of a head whose `optimizer` trains var_list on the pass `trained` (a batch drawn
+    from the worker's shard): tf.train.SyncReplicasOptimizer aggregating one gradient from each of
+    parts.replicas workers. Its accumulators and token queue live on the ps tasks under shared names
+    (`<variable>/grad_accum`, `sync_token_q`): a tied-untied run's two heads use the same ones, one
+    stage after the other. The caller paces the workers (each pushes once a global step): the
+    optimizer itself takes the first N gradients to come, whoever sends them."""
+    sync = tf1.train.SyncReplicasOptimizer(optimizer, replicas_to_aggregate=parts.replicas,
+                                           total_num_replicas=parts.replicas)
+    grads = sync.compute_gradients(trained.objective, var_list=parts_of(var_list))
+    if parts.cfg.sparse_input:  # the last bias's gradient is over the batch's items when tied, whole when untied:
+        # one kind for both stages, which share its accumulator by name (a dense one and a sparse one cannot)
+        last = f"decoder/layer_{len(parts.cfg.dims) - 2}/bias"
+        grads = [(_as_rows(g) if re.sub(r"/part_\d+$", "", name_of(v)) == last and isinstance(g, tf.Tensor) else g, v)
+                 for g, v in grads]
+    push = sync.apply_gradients(grads, parts.global_step)
+    with tf.control_dependencies([push]):
+        push = parts.pipe.figure_sum.assign_add(tf.cast(trained.loss, tf.float64)).op
+    apply = sync.get_chief_queue_runner().enqueue_ops[0]
+    tf.identity(sync.ready_for_local_init_op)  # MonitoredSession's; unused here (no "never used" error line)
+    if after is not None:
+        with tf.control_dependencies([apply]):
+            apply = after()
+    # two rounds of tokens: a worker that died between its push and its report, and pushed again,
+    # takes one more than its share; the pacing, not the tokens, keeps each worker to one push a step
+    return SyncStep(loss=trained.loss, push=push, apply=apply, local_step_init=sync.local_step_init_op,
+                    chief_init=sync.chief_init_op, init_tokens=sync.get_init_tokens_op(2 * parts.replicas))
 
 
 def stage(name, epochs, first_epoch, first_step, schedule, examples, steps, head_, enter=None, epoch_end=None):
@@ -516,7 +580,8 @@ def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resi
             tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
         partitions = placement.partitions if placement else None
         parts = _Parts(cfg, x, encoder_variables(cfg, partitions), decoder_variables(cfg, partitions), global_step, pipe,
-                       tuple(image_shape) if image_shape else None, epoch_examples or num_examples)
+                       tuple(image_shape) if image_shape else None, epoch_examples or num_examples,
+                       placement.replicas if placement else 0, placement.task if placement else 0)
         model = _heads_and_stages(parts, schedule)
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if model["sync_op"] is not None:  # the frozen copies start equal to the transposes

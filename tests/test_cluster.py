@@ -214,3 +214,47 @@ def test_a_killed_worker_rejoins_and_a_killed_chief_resumes(tmp_path, capsys):
     assert metrics["status"] == "done" and [e["epoch"] for e in metrics["epochs"]] == list(range(1, epochs + 1))
     assert [e["global_step"] for e in metrics["epochs"]] == [steps * (k + 1) for k in range(epochs)]
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+
+
+def variables(folder):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(folder)))
+    return {n: reader.get_tensor(n) for n in reader.get_variable_to_shape_map()}
+
+
+@pytest.mark.slow
+def test_synchronous_updates_are_a_single_machines_steps_and_reproducible(tmp_path, capsys):
+    """--sync-replicas on 2 ps tasks and 2 workers, ratings on the sparse path, tied then untied
+    (the untie on the chief; the stages share the accumulators): each epoch is the single machine's
+    number of global steps (a resume on one machine at the same batch goes on with them), the loss falls, and two runs of the same cluster size end with the same
+    variables, bit for bit. The run goes on on one machine. --sync-replicas alone, and a batch that
+    does not split among the workers, are refused in one line."""
+    data = ["--dataset", write_ratings(tmp_path / "r.tsv"), "--dims", "48,8", "--batch-size", "4", "--seed", "1",
+            "--mode", "tied-untied", "--lr-schedule", "constant", "--mask-noise", "0.1", "--sync-replicas", "on"]
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for out in runs:
+        flags = cluster_flags(ps=2)
+        others = start_others(flags, ps=2)
+        code, _, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 2,
+                                 "--out", out)
+        assert code == 0, err
+        join(others)
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    epochs, steps = metrics["epochs"], metrics["epochs"][0]["global_step"]
+    assert [e["global_step"] for e in epochs] == [steps, 2 * steps]
+    assert [e["decoder"] for e in epochs] == ["tied", "untied"]
+    assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
+    assert json.loads((runs[0] / "config.json").read_text())["run"]["sync_replicas"] is True
+    a, b = variables(runs[0]), variables(runs[1])
+    assert a.keys() == b.keys() and all(np.array_equal(a[n], b[n]) for n in a), "the same variables, bit for bit"
+    code, stdout, err = call(capsys, "--out", runs[0], "--resume", "--epochs", 3)  # one machine, from the cluster's:
+    assert code == 0 and "resuming" in stdout, err  # its epoch, at the same batch, is as many steps
+    assert json.loads((runs[0] / "metrics.json").read_text())["epochs"][-1]["global_step"] == 3 * steps
+
+    for args, words in [(data, "a cluster run's setting"),
+                        ([*cluster_flags(), "--job-name", "worker", "--task-index", 0, *data, "--batch-size", 5,
+                          "--out", tmp_path / "c"], "does not split among 2 workers")]:
+        code, _, err = call(capsys, *args)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert not (tmp_path / "c").exists()

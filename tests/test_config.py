@@ -86,6 +86,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constan
     "--validation": ("validation", "5000 for MNIST and Fashion-MNIST (55,000 train), a tenth of the training set otherwise"),
     "--patience": ("patience", "never"),
     "--tied-epochs": ("tied_epochs", "half of --epochs, rounded up"), "--sync-every": ("sync_every", R.sync_every),
+    "--sync-replicas": ("sync_replicas", "off"),
     "--pretrain": ("pretrain", R.pretrain), "--pretrain-epochs": ("pretrain_epochs", str(R.pretrain_epochs)),
     "--rbm-lr": ("rbm_lr", f"{R.rbm_lr:g}"), "--rbm-lr-linear": ("rbm_lr_linear", f"{R.rbm_lr_linear:g}"),
     "--rbm-weight-cost": ("rbm_weight_cost", f"{R.rbm_weight_cost:g}"),
