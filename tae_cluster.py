@@ -16,6 +16,8 @@ An epoch is the run's own number of steps (training examples // batch size, as o
 shared out among the workers (tf1_cluster.shares); each worker draws its batches from its own
 contiguous shard of the training set. The global step, the stages, the learning-rate schedule and
 the checkpoints are therefore those of a single-machine run, and a checkpoint moves between the two.
+With --sync-replicas on, every worker takes part in every step with its part of the batch
+(Replica.sync_step, _follow_synchronously; docs/cluster.md, "Synchronous updates").
 """
 import dataclasses
 import json

@@ -11,13 +11,16 @@ workers, between-graph replication.
     coordination  what the workers share besides the model, all on ps task 0 and none of it saved:
                   the run's settings (a string the chief writes, the followers read), the chief's
                   instruction (an int64 vector: INSTRUCTION), a FIFOQueue
-                  of the workers' "done" reports ([sequence, worker]), and one FIFOQueue per ps task
+                  of the workers' "done" reports ([sequence, worker]), one of a synchronous run's
+                  "pushed" reports ([sequence, worker, step]), and one FIFOQueue per ps task
                   whose token ends that task (`serve`)
 
 Worker 0, the chief, initialises or restores the model, runs the stage switches (the untie), writes
 every file and tells the others which epoch to train; each worker trains its own shard of the
 training set and reports. The updates are asynchronous (each worker's steps apply to the shared
-variables as they come). The variables keep their single-machine names (a partitioned one is saved
+variables as they come), or synchronous (Placement.replicas: each head's SyncStep, TF1's
+SyncReplicasOptimizer, a step the mean of one gradient from every worker; a follower reports each
+push through a FIFOQueue, `after_push`). The variables keep their single-machine names (a partitioned one is saved
 whole by tf.train.Saver), so a checkpoint restores on one machine and on a cluster alike.
 
 Only TF 1.15's API is used (tests/test_tf1_api.py); building runs nothing.
