@@ -99,7 +99,7 @@ class SyncStep(NamedTuple):
     push: tf.Operation  # the worker's gradient to the accumulators; adds loss to progress/figure_sum
     apply: tf.Operation  # the chief's: the mean of the pushed gradients applied (then sync mode's re-assignment)
     local_step_init: tf.Operation  # the worker's gradients are stamped with global_step (run before push)
-    chief_init: tf.Operation  # the accumulators' step set to global_step (the chief, at its start)
+    chief_init: tf.Operation  # the accumulators' step set to global_step (the chief, at each epoch's start)
     init_tokens: tf.Operation  # the token queue's first tokens (the chief, once a run)
 
 
@@ -333,9 +333,9 @@ def weight_decay(cfg, var_list, touched=None):
     two wide kernels (the first encoder kernel's rows, the last decoder kernel's columns) are
     decayed at those only, so the decay's gradient touches no other row. The rows are the lookup's
     own (its zero row, if any, adds nothing): the decay's gradient and the layer's meet in one
-    tensor, and the kernel gets a single update over distinct rows. The decoder kernel's columns are picked by a 0/1 mask
-    rather than a gather along axis 1: its gradient is dense either way, and the mask's is a product
-    where the gather's is a transpose and a scatter."""
+    tensor, and the kernel gets a single update over distinct rows. The decoder kernel's columns
+    are picked by a 0/1 mask rather than a gather along axis 1: its gradient is dense either way,
+    and the mask's is a product where the gather's is a transpose and a scatter."""
     kernels = [v for v in var_list if name_of(v).endswith("/kernel")]
     if not cfg.weight_decay or not kernels:
         return None
@@ -441,19 +441,19 @@ def head(parts, name, untied, var_list, rate, after=None):
                            encoder_kernels=None if untied else enc_w, drop=drop, last=last)
         return code, output, found
 
-    def training(x, clean=None, random=(corrupt, corrupt_values, drop, shift)):
+    def training(x, clean=None, draws=(corrupt, corrupt_values, drop, shift)):
         if clean is not None and not regularised(cfg):
             noisy, (code, _, loss, _) = x, clean
         else:
-            x = random[3](x)  # the moved image is the example: the target too
-            noisy = random[0](x)
-            code, _, loss, _ = forward(x, noisy, random[2])
+            x = draws[3](x)  # the moved image is the example: the target too
+            noisy = draws[0](x)
+            code, _, loss, _ = forward(x, noisy, draws[2])
         decay = weight_decay(cfg, var_list)
         return Training(noisy, code, loss, loss if decay is None else loss + decay)
 
-    def sparse_training(batch, random=(corrupt, corrupt_values, drop, shift)):  # masked_mse over the batch's
+    def sparse_training(batch, draws=(corrupt, corrupt_values, drop, shift)):  # masked_mse over the batch's
         # stored values: those of `training` on its dense form
-        code, output, found = sparse_forward(batch, random[1](batch.values), drop=random[2])
+        code, output, found = sparse_forward(batch, draws[1](batch.values), drop=draws[2])
         squared = tf.math.squared_difference(batch.values, output)
         loss = tf.reduce_sum(squared) / tf.maximum(tf.cast(tf.size(squared), tf.float32), 1.0)
         decay = weight_decay(cfg, var_list, touched=found if cfg.optimizer == "lazyadam" else None)
@@ -492,9 +492,9 @@ def head(parts, name, untied, var_list, rate, after=None):
         steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None else None
         sync = None
         if parts.replicas and parts.pipe is not None:
-            random = regularisers(cfg, parts.global_step, parts.image_shape, replica=parts.task)
-            trained_here = sparse_training(parts.pipe.next_sparse_batch(), random) if cfg.sparse_input else \
-                training(parts.pipe.next_batch(), random=random)
+            draws = regularisers(cfg, parts.global_step, parts.image_shape, replica=parts.task)
+            trained_here = sparse_training(parts.pipe.next_sparse_batch(), draws) if cfg.sparse_input else \
+                training(parts.pipe.next_batch(), draws=draws)
             sync = synchronous_step(optimizer, trained_here, var_list, parts, after)
         name_slots_whole(optimizer, var_list)
         now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
