@@ -385,7 +385,7 @@ def _follow(replica, model, log):
             order = tae_runner.epoch_order(model.seed, stage.epoch_seed + epoch, pipe.num_examples)
             if replica.synchronous:
                 if not _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
-                    continue  # the chief began anew: take its instruction
+                    continue  # take the instruction and the global step again
             else:
                 sess.run(pipe.start_epoch_op, {pipe.order_placeholder: order,
                                                pipe.batch_size_placeholder: stage.batch_size})
@@ -403,7 +403,7 @@ def _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
     """A follower's synchronous epoch: from the step the global step stands at (a follower that
     restarts joins the step in progress), for each step, wait until the chief has applied the one
     before, then push this worker's gradient and report it. False if the chief's instruction
-    changed meanwhile (a new chief)."""
+    changed meanwhile (a new chief) or the global step passed this worker's step."""
     ae, coord, index = replica.ae, replica.coord, replica.cluster.index
     stage, pipe = ae.stages[stage_index], ae.input
     first = stage.first_step + epoch * stage.steps_per_epoch
@@ -416,8 +416,8 @@ def _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
         pause = PAUSE
         while True:
             at, instruction = sess.run([ae.global_step, coord.instruction])
-            if instruction[0] != sequence:
-                return False
+            if instruction[0] != sequence or at > step:  # a new chief, or the steps went on without this
+                return False  # worker: start again from the instruction and the global step as they stand
             if at == step:
                 break
             time.sleep(pause)
