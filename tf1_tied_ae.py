@@ -385,10 +385,25 @@ def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
     return lr
 
 
+def value_of(variable):
+    """A variable's value, read where the caller builds it (inside its control dependencies). A
+    partitioned variable is concatenated from its parts' reads: converted to a tensor as it is, it
+    drops the control dependencies (PartitionedVariable.as_tensor), and a read meant to follow an
+    update could see the value before it."""
+    if isinstance(variable, tf.Variable):
+        return variable.read_value()
+    parts = list(variable)
+    if len(parts) == 1:
+        return parts[0].read_value()
+    whole, part = variable.get_shape().as_list(), parts[0].get_shape().as_list()
+    axis = next(i for i, (a, b) in enumerate(zip(part, whole)) if a != b)
+    return tf.concat([p.read_value() for p in parts], axis)
+
+
 def assign_transposes(dst_kernels, encoder_kernels):
     """Decoder kernel j <- encoder kernel L-1-j, transposed (sync, untie and unrolling use this)."""
     n = len(dst_kernels)
-    assigned = [dst_kernels[j].assign(tf.transpose(encoder_kernels[n - 1 - j])) for j in range(n)]
+    assigned = [dst_kernels[j].assign(tf.transpose(value_of(encoder_kernels[n - 1 - j]))) for j in range(n)]
     return tf.group(*[a for one in assigned for a in (one if isinstance(one, list) else [one])])  # a list per partitioned one
 
 

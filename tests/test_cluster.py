@@ -258,3 +258,25 @@ def test_synchronous_updates_are_a_single_machines_steps_and_reproducible(tmp_pa
         code, _, err = call(capsys, *args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "c").exists()
+
+
+def test_a_partitioned_kernel_is_read_after_what_it_depends_on():
+    """tf1_tied_ae.value_of reads a partitioned variable inside the caller's control dependencies
+    (the synchronous step's re-assignment of sync mode's copies reads the kernel after the update);
+    converted to a tensor as it is, a PartitionedVariable drops them."""
+    import tensorflow as tf
+
+    import tf1_tied_ae
+
+    tf1 = tf.compat.v1
+    with tf.Graph().as_default():
+        kernel = tf1.get_variable("k", [4, 3], initializer=tf1.zeros_initializer(),
+                                  partitioner=tf1.fixed_size_partitioner(2), use_resource=True)
+        update = tf.group(*[part.assign(tf.ones_like(part)) for part in kernel])
+        with tf.control_dependencies([update]):
+            read = tf1_tied_ae.value_of(kernel)
+            dropped = tf.convert_to_tensor(kernel)  # what tf.transpose(kernel) takes
+        with tf1.Session() as sess:
+            sess.run(tf1.global_variables_initializer())
+            assert not sess.run(dropped).any(), "the plain conversion does not wait for the update"
+            assert (sess.run(read) == 1).all()
