@@ -30,7 +30,8 @@ import tae_config
 from tae_files import EXIT_CLUSTER_LOST, Stopped, UsageError
 
 WAIT_SECONDS = 0.05  # a follower's pause between looks at the instruction
-PAUSE = 0.0005  # a synchronous step's first pause between looks, doubling up to WAIT_SECONDS
+PAUSE = 0.0005  # a synchronous step's first pause between looks, doubling up to PAUSE_MOST
+PAUSE_MOST = 0.005  # a step is milliseconds: a longer pause would be most of it
 REPORT_EVERY = 30.0  # seconds between "still waiting" lines
 
 
@@ -238,7 +239,7 @@ class Replica:
                         f"at step {step + 1}")
                     since = time.time()
                 time.sleep(pause)
-                pause = min(2 * pause, WAIT_SECONDS)
+                pause = min(2 * pause, PAUSE_MOST)
                 continue
             sequence, worker, at = sess.run(c.take_pushed)
             if sequence == self.sequence and at == step:
@@ -421,7 +422,7 @@ def _follow_synchronously(replica, sess, sequence, stage_index, epoch, order):
             if at == step:
                 break
             time.sleep(pause)
-            pause = min(2 * pause, WAIT_SECONDS)
+            pause = min(2 * pause, PAUSE_MOST)
         sess.run(stage.head.sync.local_step_init)
         sess.run(replica.pushes[stage_index], {coord.pushed_in: [sequence, index, step]})
     return True

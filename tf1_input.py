@@ -60,7 +60,8 @@ class Stage(NamedTuple):
     batch_size: int
     steps_per_epoch: int  # num_examples // batch_size: the shuffled remainder waits for another epoch
     epoch_seed: int  # epoch e's order is permutation(seed, epoch_seed + e) (see `epoch_order`)
-    steps: tf.Tensor  # [n] float32: the figures of n steps (losses), from multi_step
+    steps: Optional[tf.Tensor]  # [n] float32: the figures of n steps (losses), from multi_step; None for a
+    # synchronous replica (its head's SyncStep)
     enter: Optional[tf.Operation]  # runs once before the first step (the untie)
     epoch_end: Optional[tf.Operation]  # runs after every epoch (a per-epoch sync; the unrolling)
     head: Optional[object]  # what evaluates it on fed data (tf1_tied_ae.Head), None for an RBM

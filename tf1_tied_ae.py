@@ -504,7 +504,9 @@ def head(parts, name, untied, var_list, rate, after=None):
             sparse_trained = sparse_training(fed)
             sparse = SparsePass(input=fed, pairs=pairs, predictions=sparse_forward(fed, fed.values, pairs)[1],
                                 training=sparse_trained, train_op=step(sparse_trained.objective, None))
-        steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None else None
+        # a synchronous replica steps through its SyncStep alone: no multi-step loop (Stage.steps None)
+        steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None and \
+            not parts.replicas else None
         sync = None
         if parts.replicas and parts.pipe is not None:
             draws = regularisers(cfg, parts.global_step, parts.image_shape, replica=parts.task)

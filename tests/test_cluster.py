@@ -130,16 +130,16 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
                                  "--epochs", 4)
         assert code == 0 and "resuming" in stdout, err
     else:
-        code, stdout, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 4,
+        code, stdout, err = run_chief(capsys, *flags, "--job-name", "worker", "--task-index", 0, *data, "--epochs", 2,
                                  "--out", out)
     assert code == 0, err
     join(others)
     metrics = json.loads((out / "metrics.json").read_text())
     epochs = metrics["epochs"]
-    assert metrics["status"] == "done" and len(epochs) == 4
+    assert metrics["status"] == "done" and len(epochs) == (4 if kind == "images" else 2)
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     steps = epochs[0]["global_step"]
-    assert [e["global_step"] for e in epochs] == [steps * (k + 1) for k in range(4)], "an epoch's steps, exactly"
+    assert [e["global_step"] for e in epochs] == [steps * (k + 1) for k in range(len(epochs))], "an epoch's steps, exactly"
     shapes = checkpoint_shapes(out)
     assert shapes["encoder/layer_0/kernel"] == ([64, 16] if kind == "images" else [48, 8])
     assert not any("part_" in name for name in shapes), ("saved whole, under the single-machine names", shapes)
@@ -155,11 +155,11 @@ def test_a_cluster_trains_and_its_checkpoint_is_a_single_machines(kind, tmp_path
         sse = ((np.load(tmp_path / "r.npy") - test) ** 2).sum(axis=1).mean()
         np.testing.assert_allclose(sse, metrics["final"]["test_sse_per_image"], rtol=1e-5)
     else:
-        assert [e["decoder"] for e in epochs] == ["tied", "tied", "untied", "untied"]  # the untie on the chief
-        code, stdout, err = call(capsys, "--out", out, "--resume", "--epochs", 5)  # one machine, from the cluster's
+        assert [e["decoder"] for e in epochs] == ["tied", "untied"]  # the untie on the chief
+        code, stdout, err = call(capsys, "--out", out, "--resume", "--epochs", 3)  # one machine, from the cluster's
         assert code == 0 and "resuming" in stdout, err
         more = json.loads((out / "metrics.json").read_text())["epochs"]
-        assert [e["global_step"] for e in more] == [steps * (k + 1) for k in range(5)]
+        assert [e["global_step"] for e in more] == [steps * (k + 1) for k in range(3)]
 
 
 def epochs_done(out):
