@@ -123,11 +123,86 @@ class Setup:
         return (time.perf_counter() - start) / 48, (loopback_bytes() - received) / 48
 
 
+class Synchronous:
+    """--sync-replicas' step on 1 ps task and 2 workers (both servers in this process): each worker's
+    graph holds half the users and draws half the batch; a step is worker 1's push (in a thread),
+    the chief's push, then the chief's apply, in the order tae_cluster paces them (threading events
+    here, where the program polls the global step and a report queue: this times TensorFlow's part)."""
+
+    def __init__(self, path, data):
+        import threading
+
+        import tensorflow as tf
+
+        import tae_cluster
+        import tf1_cluster
+        import tf1_input
+        import tf1_tied_ae
+        from tf1_config import Schedule
+
+        tf1 = tf.compat.v1
+        rows = len(data[0]) - 1
+        spec = tf1_cluster.cluster_spec([f"127.0.0.1:{free_port()}"], [f"127.0.0.1:{free_port()}" for _ in range(2)])
+        self.servers = [tf1.train.Server(spec, "ps", 0)] + [tf1.train.Server(spec, "worker", w) for w in range(2)]
+        self.workers = []
+        for w, (start, stop) in enumerate(tae_cluster.shard_bounds(rows, BATCH, 2, synchronous=True)):
+            shard = tae_cluster.shard(data, start, stop)
+            ae = tf1_tied_ae.build(model(path), Schedule(epochs=1, batch_size=BATCH), stop - start, nnz=len(shard[2]),
+                                   placement=tf1_cluster.placement(spec, w, synchronous=True), epoch_examples=rows,
+                                   finalize=False)
+            with ae.graph.as_default():  # the chief initialises the model; worker 1 only its own variables
+                init = ae.init_op if w == 0 else tf1_cluster.local_initializer(tf1_cluster.worker_device(w))
+            ae.graph.finalize()
+            sess = tf1.Session(self.servers[1 + w].target, graph=ae.graph, config=tf1_cluster.session_config("worker", w))
+            sess.run(init)
+            if w == 0:
+                sess.run(ae.stages[-1].head.sync.init_tokens)
+            tf1_input.load(sess, ae.input, shard)
+            self.workers.append((ae, sess, stop - start))
+        self.go, self.done = threading.Event(), threading.Event()
+        self.threading = threading
+        self.restart()
+        for _ in range(16):  # warm-up
+            self.step()
+
+    def restart(self):
+        for ae, sess, rows in self.workers:
+            pipe = ae.input
+            sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(rows, dtype=np.int32),
+                                           pipe.batch_size_placeholder: BATCH // 2})
+        self.steps_left = min(rows for *_, rows in self.workers) // (BATCH // 2)
+
+    def push(self, w):
+        ae, sess, _ = self.workers[w]
+        sync = ae.stages[-1].head.sync
+        sess.run(sync.local_step_init)
+        sess.run(sync.push)
+
+    def step(self):
+        if self.steps_left < 1:
+            self.restart()
+        self.steps_left -= 1
+        follower = self.threading.Thread(target=self.push, args=(1,))
+        follower.start()
+        self.push(0)
+        follower.join()
+        ae, sess, _ = self.workers[0]
+        sess.run(ae.stages[-1].head.sync.apply)
+
+    def measure(self):
+        """(seconds, loopback bytes) per step over 48 steps."""
+        received, start = loopback_bytes(), time.perf_counter()
+        for _ in range(48):
+            self.step()
+        return (time.perf_counter() - start) / 48, (loopback_bytes() - received) / 48
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--users", type=int, default=20_000, help="(default: %(default)s)")
     p.add_argument("--ps", default="1,2,4", help="ps task counts (default: %(default)s)")
     p.add_argument("--rounds", type=int, default=2, help="(default: %(default)s)")
+    p.add_argument("--synchronous", action="store_true", help="also --sync-replicas' step: 1 ps, 2 workers")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
     args = p.parse_args()
     import throughput
@@ -136,6 +211,8 @@ def main():
     data = ratings(args.users)
     print(f"{args.users} users, {len(data[2])} ratings, {ITEMS} items; matmul {gflops[0]:.0f} GFLOP/s", flush=True)
     setups = {(path, ps): Setup(path, ps, data) for path in PATHS for ps in [0, *map(int, args.ps.split(","))]}
+    if args.synchronous:
+        setups.update({(path, "sync"): Synchronous(path, data) for path in PATHS})
     seconds, sent = {key: [] for key in setups}, {key: [] for key in setups}
     for _ in range(args.rounds):  # interleaved: every configuration once a round
         for key, setup in setups.items():
@@ -144,8 +221,9 @@ def main():
             sent[key].append(moved)
     rows = {}
     for (path, ps), setup in setups.items():
-        name = f"{path}, {'one machine' if not ps else f'{ps} ps'}"
-        rows[name] = {"path": path, "ps_tasks": ps, "steps_per_s": 1.0 / float(np.median(seconds[(path, ps)])),
+        name = f"{path}, " + ("synchronous, 1 ps, 2 workers" if ps == "sync" else "one machine" if not ps else f"{ps} ps")
+        rows[name] = {"path": path, "ps_tasks": 1 if ps == "sync" else ps, "workers": 2 if ps == "sync" else 1,
+                      "synchronous": ps == "sync", "steps_per_s": 1.0 / float(np.median(seconds[(path, ps)])),
                       "seconds_per_step_rounds": seconds[(path, ps)], "bytes_per_step_rounds": sent[(path, ps)],
                       "bytes_per_step": float(np.median(sent[(path, ps)]))}
         print(f"{name:<34} {rows[name]['steps_per_s']:7.2f} steps/s  {rows[name]['bytes_per_step'] / 2**20:9.2f} MiB "
@@ -158,7 +236,7 @@ def main():
     for path in PATHS:
         one = rows[f"{path}, one machine"]["steps_per_s"]
         per_ps = {r["ps_tasks"]: r["bytes_per_step"] * steps / 60.0 / r["ps_tasks"] for r in rows.values()
-                  if r["path"] == path and r["ps_tasks"]}
+                  if r["path"] == path and r["ps_tasks"] and not r["synchronous"]}
         paper[path] = {"steps_per_epoch": steps, "steps_per_s_needed": steps / 60.0,
                        "workers_at_one_machine_speed": int(np.ceil(steps / 60.0 / one)),
                        "bytes_per_s_per_ps_task": per_ps}
