@@ -66,8 +66,10 @@ def distinct(columns, width):
     """(items, where) of `columns` ([k] int64, each in [0, width)): the distinct ones in increasing
     order and each one's index into them, as np.unique(columns, return_inverse=True) gives them.
     From a [width] marker (tf.where lists its set places in order) and a binary search of each
-    column among them: no tf.unique hash table, which measured 1-5 ms on a batch's 18,000 ratings
-    inside the training loop against 0.2 for this. Increasing items make every gradient and update below run over distinct, sorted rows."""
+    column among them. Not tf.unique for its order: tf.unique lists items as they first appear, and
+    increasing items make every gradient below run over distinct, increasing rows, which lets
+    LazyAdamOptimizer skip the base class's summing of repeats (0.15 ms here against tf.unique's
+    0.05 ms on a batch's 18,000 ratings, standalone; the summing it saves took about 2 ms)."""
     present = tf.scatter_nd(columns[:, None], tf.ones_like(columns, tf.int32), tf.cast([width], tf.int64)) > 0
     items = tf.where(present)[:, 0]
     return items, tf.searchsorted(items, columns, out_type=tf.int64)
