@@ -21,6 +21,13 @@ def call(capsys, *args):
     return code, out, err
 
 
+def decode_png(path):
+    """A PNG file's pixels, decoded by TensorFlow: the file is a real, whole PNG."""
+    import tensorflow as tf
+
+    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
+
+
 @pytest.fixture
 def mnist_dir():
     path = SHARED_DATA / "mnist"

@@ -186,7 +186,7 @@ def test_a_killed_worker_rejoins_and_a_killed_chief_resumes(tmp_path, capsys):
     """Worker 1 killed mid-run and started again: it rejoins, and the chief's epochs keep their exact
     global steps. Then the chief killed: the ps task and the worker wait, and the chief's --resume
     carries the run to its end from the last checkpoint; every task then stops by itself."""
-    out, epochs = tmp_path / "run", 9
+    out, epochs = tmp_path / "run", 7
     flags = cluster_flags()
     ps = start_others(flags, workers=1)
     follower = process(*flags, "--job-name", "worker", "--task-index", 1)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import tae_cli
-from conftest import ROOT, call
+from conftest import ROOT, call, decode_png
 
 DIGITS = ["--dataset", "digits"]
 
@@ -367,7 +367,9 @@ class StopAtFirstLook:
 def test_stops_during_a_comparison_name_what_continues_it(tmp_path, capsys, monkeypatch):
     """The command line words every stop: inside a --compare variant the line names the comparison's
     folder and --resume --compare (what continues the comparison), not the variant's folder; a
-    Ctrl-C between two variants, and one while a variant's export is written, say what was kept."""
+    Ctrl-C between two variants, and one while a variant's export is written, say what was kept.
+    Continued to its end, the comparison is what an uninterrupted one writes: its table (printed and
+    compare.json, every variant and the baselines) and compare.png."""
     import tae_export
     import tae_runner
 
@@ -398,8 +400,21 @@ def test_stops_during_a_comparison_name_what_continues_it(tmp_path, capsys, monk
                                            f"{out / 'untied'} --export"), err
     monkeypatch.undo()
     assert call(capsys, "--out", out / "untied", "--export")[0] == 0
-    assert call(capsys, "--out", out, "--resume", "--compare")[0] == 0
-    assert set(json.loads((out / "compare.json").read_text())) >= {"snippet", "untied", "sync", "tied", "tied-untied"}
+    code, stdout, _ = call(capsys, "--out", out, "--resume", "--compare")
+    assert code == 0
+    # the comparison, continued to its end, is whole: every variant's row, the baselines, the plot
+    result = json.loads((out / "compare.json").read_text())
+    assert list(result) == ["snippet", "untied", "sync", "tied", "tied-untied", "baselines"]
+    baselines = result.pop("baselines")
+    assert list(baselines) == ["PCA-4", "mean image"] and baselines["PCA-4"]["trainable_params"] == 4 * 64 + 64
+    assert "PCA-4" in stdout and "mean image" in stdout
+    params = {k: v["trainable_params"] for k, v in result.items()}
+    assert params["tied"] == params["sync"] < params["untied"] == params["tied-untied"] == params["snippet"]
+    assert decode_png(out / "compare.png").ndim == 3
+    for name in result:
+        assert name in stdout and len(metrics_of(out / name)["epochs"]) == 2
+    snippet = json.loads((out / "snippet" / "config.json").read_text())["model"]
+    assert snippet["init"] == "snippet" and snippet["mode"] == "untied"
 
 
 def test_a_copied_run_folder_reads_only_its_own_checkpoints(tmp_path, capsys, finished_run, monkeypatch):

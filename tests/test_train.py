@@ -12,7 +12,7 @@ import tensorflow as tf
 
 import tae_config
 import tae_data
-from conftest import ROOT, call
+from conftest import ROOT, call, decode_png
 
 
 
@@ -21,10 +21,6 @@ def run_cli(*args, cwd, env=None):
     """python train.py in a subprocess, as a user runs it."""
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *map(str, args)], cwd=cwd, capture_output=True,
                           text=True, timeout=240, env=env)
-
-
-def decode_png(path):
-    return tf.io.decode_png(tf.io.read_file(str(path))).numpy()
 
 
 @pytest.mark.slow
@@ -180,23 +176,6 @@ def test_the_validation_split_is_the_first_examples():
 
 
 @pytest.mark.slow
-def test_compare_writes_table_json_and_plot(tmp_path, capsys):
-    code, out, _ = call(capsys, "--dataset", "digits", "--compare", "--epochs", "2", "--out", tmp_path / "cmp")
-    assert code == 0
-    result = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert list(result) == ["snippet", "untied", "sync", "tied", "tied-untied", "baselines"]
-    baselines = result.pop("baselines")
-    assert list(baselines) == ["PCA-4", "mean image"] and baselines["PCA-4"]["trainable_params"] == 4 * 64 + 64
-    assert "PCA-4" in out and "mean image" in out
-    params = {k: v["trainable_params"] for k, v in result.items()}
-    assert params["tied"] == params["sync"] < params["untied"] == params["tied-untied"] == params["snippet"]
-    assert decode_png(tmp_path / "cmp" / "compare.png").ndim == 3
-    for name in result:
-        assert name in out and (tmp_path / "cmp" / name / "metrics.json").exists()
-    snippet = json.loads((tmp_path / "cmp" / "snippet" / "config.json").read_text())["model"]
-    assert snippet["init"] == "snippet" and snippet["mode"] == "untied"
-
-
 def test_baselines_match_scikit_learn(tmp_path):
     """The mean image and PCA-k, fitted on the training part, scored on the test part; PCA against
     scikit-learn's (an independent SVD), the float64 covariance summed in small chunks."""
