@@ -197,15 +197,19 @@ class Replica:
         return tf1_cluster.session_config("worker", self.cluster.index)
 
     # --- the chief -------------------------------------------------------------------------------
+    def refuse_leftovers(self, sess):
+        """Before the chief writes anything: a synchronous run cannot go on on ps tasks that still
+        hold an earlier chief's state (the gradients of the step it stopped in would be averaged into
+        the next)."""
+        if self.synchronous and sess.run(self.coord.initialized):
+            raise UsageError("the ps tasks hold an earlier chief's synchronous run, with the gradients of the step it "
+                             "stopped in: start the ps tasks and the other workers again, then this chief")
+
     def started(self, sess, settings):
         """After the model is initialised or restored: the coordination state (kept from an earlier
         chief if the ps tasks still hold it) and the run's settings, for the followers."""
         c = self.coord
-        fresh = not sess.run(c.initialized)
-        if self.synchronous and not fresh:
-            raise UsageError("the ps tasks hold an earlier chief's synchronous run, with the gradients of the step it "
-                             "stopped in: start the ps tasks and the other workers again, then this chief")
-        if fresh:
+        if not sess.run(c.initialized):
             sess.run([c.instruction.initializer, c.settings.initializer])
             if self.synchronous:
                 sess.run(self.ae.stages[-1].head.sync.init_tokens)

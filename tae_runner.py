@@ -88,6 +88,8 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
     with (stop or StopRequest()) as runner.stop, session as runner.sess:
         try:
             try:
+                if replica:
+                    replica.refuse_leftovers(runner.sess)  # before anything is written
                 resumed = runner.start(config)
                 tf1_input.load(runner.sess, ae.input, replica.data if replica else task.graph_input(ds)[0])
                 if replica:
