@@ -25,6 +25,8 @@ import tempfile
 
 import numpy as np
 
+import peak
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 DEFAULT_FASHION = ROOT.parent / "shared" / "data" / "fashion-mnist"
@@ -162,12 +164,10 @@ def run_variant(args, data_dir, out):
     flags name another (then data_dir is that one's folder)."""
     dataset = [] if "--dataset" in args else ["--dataset", "mnist"]
     cmd = [sys.executable, str(ROOT / "train.py"), *dataset, "--data-dir", str(data_dir), "--out", str(out), *args]
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p, peak_mib = peak.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
-        raise SystemExit(f"train.py failed ({p.returncode}): {' '.join(map(shlex.quote, cmd))}\n{p.stderr.read()}")
-    return json.load(open(out / "metrics.json")), usage.ru_maxrss / 1024
+        raise SystemExit(f"train.py failed ({p.returncode}): {' '.join(map(shlex.quote, cmd))}\n{p.stderr}")
+    return json.load(open(out / "metrics.json")), peak_mib
 
 
 def train_error(out, ds):

@@ -11,8 +11,7 @@ the sparse path on generated ratings files of real data sets' shapes.
               alike, ratings 1..5
 
 Each row is one train.py run of one epoch (--epochs 1: the cosine schedule over that epoch); the
-epoch's training seconds are metrics.json's, the peak RSS train.py's own (wait4, in a small
-launcher: see LAUNCH). A set's
+epoch's training seconds are metrics.json's, the peak RSS train.py's own (benchmarks/peak.py). A set's
 contenders run one after another (an epoch each: minutes, so once), with a 2048^3 matmul's rate
 measured before and after: compare ratios within a run, and times across days only through that rate. Generated sets say nothing
 about RMSE: quality is MovieLens' (benchmarks/movielens.py).
@@ -22,7 +21,6 @@ about RMSE: quality is MovieLens' (benchmarks/movielens.py).
 """
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -30,6 +28,8 @@ import tempfile
 import time
 
 import numpy as np
+
+import peak
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SETS = {"uniform": (100_000, 20_000, 10_000_000), "ml20m": (138_493, 26_744, 20_000_263),
@@ -112,26 +112,16 @@ def generate(folder, name, seed=0):
     return folder / "train.tsv", folder / "test.tsv"
 
 
-# A child's ru_maxrss counts the peak of the process it was spawned from (Linux records the old
-# address space's high-water mark at exec, and Python spawns with vfork): spawned from this
-# process, which has held a generated set, train.py would report this process's peak whenever it
-# is the higher. So a small launcher spawns train.py and reports the peak of train.py alone.
-LAUNCH = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, s, u = os.wait4(p.pid, 0); "
-          "open(sys.argv[1], 'w').write(str(u.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(s))")
-
-
 def run(train, test, orientation, flags, out, width):
     cmd = [sys.executable, str(ROOT / "train.py"), "--dataset", str(train), "--test-file", str(test),
            "--orientation", orientation, "--epochs", "1", *[f.format(width=width) for f in flags], "--out", str(out)]
     start = time.time()
-    peak = out.parent / "peak_rss_kib"
-    p = subprocess.run([sys.executable, "-c", LAUNCH, str(peak), *cmd], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
+    p, peak_mib = peak.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if p.returncode:
         raise SystemExit(f"train.py failed: {' '.join(cmd)}\n{p.stderr}")
     metrics, config = json.load(open(out / "metrics.json")), json.load(open(out / "config.json"))
     return {"wall_seconds": round(time.time() - start, 1), "epoch_train_seconds": round(metrics["epochs"][0]["seconds"], 1),
-            "peak_rss_mib": round(int(peak.read_text()) / 1024), "trainable_params": metrics["final"]["trainable_params"],
+            "peak_rss_mib": round(peak_mib), "trainable_params": metrics["final"]["trainable_params"],
             "sparse_input": config["model"]["sparse_input"], "optimizer": config["model"]["optimizer"],
             "batch_size": config["run"]["batch_size"], "test_rmse": round(metrics["final"]["test_rmse"], 4),
             "command": " ".join(cmd[1:])}
