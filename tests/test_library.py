@@ -382,20 +382,21 @@ MULTI_STEP_CASES = [(m, {}) for m in tae.MODES] + [("tied-untied", REGULARISED)]
 
 @pytest.mark.parametrize("mode, extra", MULTI_STEP_CASES)
 def test_the_loops_steps_in_any_pieces_are_the_fed_steps(mode, extra):
-    """The same graph trained three times from its initial values. What resume relies on: the
-    multi-step loop run as 7 + 3 steps gives bit-identical losses and variables to 10 calls of one
-    step each (learning-rate schedule, noise and dropout included: keyed by the global step); the
-    same fetch on the same graph runs the same kernels, so this holds with oneDNN on and off
-    (docs/porting.md, "Bit for bit": what these tests promise). And the loop's step is the fed
-    train_op's step: the same losses and variables to float rounding. Not bit for bit: another
+    """What resume relies on: the multi-step loop run as 7 + 3 steps gives bit-identical losses and
+    variables to 10 calls of one step each in a graph built again (learning-rate schedule, noise
+    and dropout included: keyed by the global step); the same fetch on the same graph runs the same
+    kernels, so this holds with oneDNN on and off (docs/porting.md, "Bit for bit": what these tests
+    promise). And the loop's step is the fed train_op's step (the first graph again, from its
+    initial values): the same losses and variables to float rounding. Not bit for bit: another
     fetch is another graph to grappler, whose arithmetic optimiser may re-associate a sum
     differently in each (seen with oneDNN on: a 1-ulp difference in the loss)."""
     data = np.random.RandomState(0).rand(100, SMALL[0]).astype(np.float32)
     cfg = tae.AEConfig(dims=SMALL, mode=mode, lr_schedule="cosine", learning_rate=1e-2, **extra)
     run = tae.Schedule(epochs=2, batch_size=10, tied_epochs=1 if mode == "tied-untied" else None)
     ae = tae.build(cfg, run, len(data))
-    (a, va, sa), (b, vb, sb), (c, vc, sc) = (run_stages(ae, run, data, step)
-                                             for step in (looped(7, 3), looped(*(1,) * 10), fed))
+    rebuilt = tae.build(cfg, run, len(data))  # as a resumed process builds it again
+    (a, va, sa), (b, vb, sb), (c, vc, sc) = (run_stages(model, run, data, step) for model, step in
+                                             ((ae, looped(7, 3)), (rebuilt, looped(*(1,) * 10)), (ae, fed)))
     assert a == b and sa == sb == sc == len(a) == len(c) == 10 * (2 if mode == "tied-untied" else 1)
     for name in va:
         assert np.array_equal(va[name], vb[name]), name
