@@ -127,10 +127,17 @@ def run(train, test, orientation, flags, out, width):
             "command": " ".join(cmd[1:])}
 
 
+def chosen(label, only):
+    """Whether each comma-separated part of `only` is a whole part of `label`'s."""
+    parts = {part.strip() for part in label.split(",")}
+    return all(part.strip() in parts for part in only.split(","))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sets", default="uniform,ml20m", help="of " + ", ".join(SETS) + " (default: %(default)s)")
-    p.add_argument("--only", help="run only the contenders whose label contains this")
+    p.add_argument("--only", help='run only the contenders whose label has each of these comma-separated parts, '
+                                  'whole: "tied, sparse path" (not the untied row)')
     p.add_argument("--scratch", default=tempfile.gettempdir(), help="where the generated files go (default: %(default)s)")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="(default: %(default)s)")
     args = p.parse_args()
@@ -151,7 +158,7 @@ def main():
             entry["shape"] = [users, items, total]
             entry["matmul_gflops_before"] = round(throughput.run_matmul())
             for label, orientation, flags in CONTENDERS[name]:
-                if args.only and args.only not in label:
+                if args.only and not chosen(label, args.only):
                     continue
                 row = run(train, test, orientation, flags, scratch / "run", items if orientation == "user" else users)
                 subprocess.run(["rm", "-rf", str(scratch / "run")], check=True)
