@@ -143,7 +143,7 @@ def write_outputs(trained, data, path, whats, to=None):
 def recommend(trained, ds, user, count=10, chunk=512):
     """The `count` items with the highest predicted ratings among those `user` has not rated (in any
     of the run's ratings: training, validation or test), from the model's reconstruction of the
-    training ratings. ds: the run's tae_ratings.RatingsSet, rebuilt as the run built it. Returns
+    training ratings. ds: the run's tae_ratings_matrix.RatingsSet, rebuilt as the run built it. Returns
     [(item id, predicted rating)], best first (equal predictions: the lower id first)."""
     idx, m = ds.idx, ds.matrix
     row = np.searchsorted(idx.user_ids, user)

@@ -13,6 +13,7 @@ import tae_config
 import tae_figures
 import tae_files
 import tae_ratings
+import tae_ratings_matrix
 from tae_config import RATINGS_EPOCHS, RATINGS_HIDDEN, AEConfig, ConfigError
 from tae_files import UsageError
 
@@ -32,12 +33,12 @@ class RatingsTask:
     @staticmethod
     def load(model, model_values, run):
         """(model, run, ds) of a ratings run: the ratings read, the validation ratings carved out, the
-        training ratings arranged in the run's orientation (tae_ratings.RatingsSet)."""
+        training ratings arranged in the run's orientation (tae_ratings_matrix.RatingsSet)."""
         data = tae_ratings.load(run)
         if model is None:
             run = ratings_validation(run, len(data.train))
         tae_ratings.split_validation(data, run.validation)
-        ds = tae_ratings.arrange(data, run.orientation)
+        ds = tae_ratings_matrix.arrange(data, run.orientation)
         if model is None:
             model, run = resolve_ratings(model_values, run, ds.width, ds.rows)
         elif model.dims[0] != ds.width:
@@ -62,8 +63,8 @@ class RatingsTask:
 
     @staticmethod
     def baselines(model, ds):
-        """The global mean and the bias model (tae_ratings.baselines; the bias model is ds.fallback)."""
-        return tae_ratings.baselines(ds.data, ds.fallback)
+        """The global mean and the bias model (tae_ratings_matrix.baselines; the bias model is ds.fallback)."""
+        return tae_ratings_matrix.baselines(ds.data, ds.fallback)
 
     @staticmethod
     def scoring(model, ds, baselines):
@@ -117,9 +118,9 @@ def resolve_ratings(model_values, run, width, rows):
 
 
 class RatingScoring:
-    """How a ratings run is scored (tae_ratings.RatingsSet): each epoch, the RMSE and MAE of the
+    """How a ratings run is scored (tae_ratings_matrix.RatingsSet): each epoch, the RMSE and MAE of the
     predictions for the validation and test ratings, made from the training ratings alone
-    (tae_ratings.predict_parts; cold ratings get the bias model's prediction); at the end
+    (tae_ratings_matrix.predict_parts; cold ratings get the bias model's prediction); at the end
     predictions.csv, and the global-mean and bias baselines on the same test ratings."""
 
     selection = "validation_rmse"
@@ -129,7 +130,7 @@ class RatingScoring:
         self.cfg, self.ds, self.baselines = cfg, ds, baselines
 
     def predictions(self, head, run, parts):
-        """The model's predictions of each of `parts` (tae_ratings.predict_parts): with a sparse head,
+        """The model's predictions of each of `parts` (tae_ratings_matrix.predict_parts): with a sparse head,
         the outputs at the asked pairs alone, from the rows' ratings; else whole reconstructed rows."""
         ds = self.ds
         if head.sparse is not None:
@@ -137,14 +138,14 @@ class RatingScoring:
                 return run(head.sparse.predictions, {head.sparse.input: ds.matrix.sparse(rows),
                                                      head.sparse.pairs: np.stack([at_rows, at_columns], axis=1)})
         else:
-            score = tae_ratings.dense_scorer(lambda rows: run(head.reconstruction, rows), ds.matrix)
-        return tae_ratings.predict_parts(score, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale, ds.fallback)
+            score = tae_ratings_matrix.dense_scorer(lambda rows: run(head.reconstruction, rows), ds.matrix)
+        return tae_ratings_matrix.predict_parts(score, ds.matrix, ds.idx, parts, ds.orientation, ds.data.scale, ds.fallback)
 
     def epoch(self, head, run):
         data, record = self.ds.data, {}
         parts = {p: d for p, d in (("validation", data.validation), ("test", data.test)) if d is not None and len(d)}
         for (part, ratings), (predicted, _) in zip(parts.items(), self.predictions(head, run, list(parts.values()))):
-            record.update({f"{part}_{k}": v for k, v in tae_ratings.errors(predicted, ratings).items()})
+            record.update({f"{part}_{k}": v for k, v in tae_ratings_matrix.errors(predicted, ratings).items()})
         return record
 
     def final(self, head, run, training_rows, folder):
@@ -152,7 +153,7 @@ class RatingScoring:
         data = self.ds.data
         [(predicted, usable)] = self.predictions(head, run, [data.test])
         write_predictions(folder.path(tae_files.PREDICTIONS), data.test, predicted, usable)
-        found = tae_ratings.errors(predicted, data.test)
+        found = tae_ratings_matrix.errors(predicted, data.test)
         cold = int((~usable).sum())
         figures = {"test_rmse": found["rmse"], "test_mae": found["mae"], "test_ratings": len(data.test),
                    "cold_test_ratings": cold}
@@ -164,7 +165,7 @@ class RatingScoring:
                          f"predictions.csv written")
 
     def baseline_levels(self):
-        """{label: test RMSE} of the run's baselines (tae_ratings.baselines)."""
+        """{label: test RMSE} of the run's baselines (tae_ratings_matrix.baselines)."""
         return {label: row["rmse"] for label, row in (self.baselines or {}).items()}
 
     def against_baselines(self):

@@ -54,10 +54,11 @@ def width(data_dir, fold, orientation):
     """The training matrix's width of a fold as train.py builds it (its validation tenth carved out)."""
     sys.path.insert(0, str(ROOT))
     import tae_ratings
+    import tae_ratings_matrix
 
     data = tae_ratings.load_movielens(data_dir, fold)
     tae_ratings.split_validation(data, len(data.train) // 10)
-    return tae_ratings.arrange(data, orientation).width
+    return tae_ratings_matrix.arrange(data, orientation).width
 
 
 def run_variant(name, fold, data_dir, scratch):

@@ -57,6 +57,7 @@ def measure(train_path, test_path, orientation):
     import tensorflow as tf
 
     import tae_ratings
+    import tae_ratings_matrix
     import tf1_config
     import tf1_input
     import tf1_tied_ae
@@ -64,7 +65,7 @@ def measure(train_path, test_path, orientation):
     data = stage("read the files", lambda: tae_ratings.load_user_ratings(train_path, test_path))
     stage("carve out the validation tenth", lambda: tae_ratings.split_validation(data, 0.1))
     counts = {"training": len(data.train), "validation": len(data.validation), "test": len(data.test)}
-    ds = stage("arrange: CSR matrix, bias model", lambda: tae_ratings.arrange(data, orientation))
+    ds = stage("arrange: CSR matrix, bias model", lambda: tae_ratings_matrix.arrange(data, orientation))
 
     def graph():
         cfg = tf1_config.AEConfig(dims=(ds.width, 512, 512, 1024), mode="tied", activation="selu",

@@ -5,6 +5,7 @@ import pytest
 
 import tae_config
 import tae_ratings
+import tae_ratings_matrix
 from conftest import SHARED_DATA
 from tae_data import DataError
 
@@ -74,7 +75,7 @@ def test_a_seeded_tenth_is_held_out_and_a_test_file_must_overlap(tmp_path):
 
 def test_unknown_users_and_items_are_flagged():
     train = tae_ratings.Ratings(np.array([3, 3, 7]), np.array([1, 5, 5]), np.array([4, 2, 5], np.float32))
-    idx = tae_ratings.index(train)
+    idx = tae_ratings_matrix.index(train)
     u, i, known_u, known_i = idx.lookup(tae_ratings.Ratings(np.array([7, 9, 3]), np.array([5, 5, 2]), np.zeros(3)))
     assert idx.user_ids[u[0]] == 7 and known_u.tolist() == [True, False, True] and known_i.tolist() == [True, True, False]
 
@@ -84,7 +85,7 @@ def test_biases_converge_to_the_regularised_least_squares_solution():
     rng = np.random.RandomState(1)
     users, items = rng.randint(0, 40, 600), rng.randint(0, 25, 600)
     train = tae_ratings.Ratings(users, items, rng.randint(1, 6, 600).astype(np.float32))
-    mu, idx, b_u, b_i = tae_ratings.biases(train, sweeps=300)
+    mu, idx, b_u, b_i = tae_ratings_matrix.biases(train, sweeps=300)
     u, i, _, _ = idx.lookup(train)
     design = np.zeros((600, len(b_u) + len(b_i)))
     design[np.arange(600), u] = 1
@@ -101,7 +102,7 @@ def test_movielens_folds_and_the_bias_baseline_match_scikit_surprise():
     for k in range(1, 6):
         data = tae_ratings.load_movielens(ML100K, f"u{k}")
         assert (len(data.train), len(data.test)) == (80000, 20000) and data.titles[1] == "Toy Story (1995)"
-        rmse.append(tae_ratings.baselines(data)["user and item biases"]["rmse"])
+        rmse.append(tae_ratings_matrix.baselines(data)["user and item biases"]["rmse"])
     # scikit-surprise 1.1.5's BaselineOnly (ALS, reg_u 15, reg_i 10, 10 epochs) on the same folds:
     # u1 0.9599, mean 0.9457
     assert rmse[0] == pytest.approx(0.9599, abs=2e-4) and np.mean(rmse) == pytest.approx(0.9457, abs=2e-4)
@@ -120,12 +121,12 @@ def test_predictions_read_only_training_ratings(orientation):
     keep = [k for k, p in enumerate(zip(train.users, train.items)) if p not in pairs and not pairs.add(p)]
     train = train.take(np.array(keep))
     test = tae_ratings.Ratings(np.array([3, 4, 99, 5]), np.array([101, 102, 101, 999]), np.array([5, 1, 3, 2], np.float32))
-    idx = tae_ratings.index(train)
-    m = tae_ratings.matrix(train, idx, orientation)
+    idx = tae_ratings_matrix.index(train)
+    m = tae_ratings_matrix.matrix(train, idx, orientation)
     dense = m.dense(np.arange(m.shape[0]))
     assert np.count_nonzero(dense) == len(train)
     weights = rng.rand(m.shape[1], m.shape[1])
-    score = tae_ratings.dense_scorer(lambda rows: rows @ weights, m)  # any function of the fed rows
+    score = tae_ratings_matrix.dense_scorer(lambda rows: rows @ weights, m)  # any function of the fed rows
 
     def sparse_score(rows, at_rows, at_columns):  # the same function, from the sparse rows (the sparse path's feed)
         indices, values, shape = m.sparse(rows)
@@ -133,16 +134,16 @@ def test_predictions_read_only_training_ratings(orientation):
         fed[indices[:, 0], indices[:, 1]] = values
         return (fed @ weights)[at_rows, at_columns]
 
-    fallback = tae_ratings.biases(train)
-    [(got, usable)] = tae_ratings.predict_parts(score, m, idx, [test], orientation, (1, 5), fallback, chunk=3)
+    fallback = tae_ratings_matrix.biases(train)
+    [(got, usable)] = tae_ratings_matrix.predict_parts(score, m, idx, [test], orientation, (1, 5), fallback, chunk=3)
     changed = tae_ratings.Ratings(test.users, test.items, 6 - test.values)
-    [(again, _)] = tae_ratings.predict_parts(score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
-    [(sparse, _)] = tae_ratings.predict_parts(sparse_score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
+    [(again, _)] = tae_ratings_matrix.predict_parts(score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
+    [(sparse, _)] = tae_ratings_matrix.predict_parts(sparse_score, m, idx, [changed], orientation, (1, 5), fallback, chunk=3)
     assert np.array_equal(got, again) and np.array_equal(got, sparse) and usable.tolist() == [True, True, False, False]
-    rows, cols, _ = tae_ratings.positions(idx, test, orientation)
+    rows, cols, _ = tae_ratings_matrix.positions(idx, test, orientation)
     full = np.clip(dense @ weights, 1, 5)
     np.testing.assert_allclose(got[:2], full[rows[:2], cols[:2]], rtol=1e-6)
-    np.testing.assert_allclose(got[2:], tae_ratings.bias_predictions(fallback, test, (1, 5))[2:])
+    np.testing.assert_allclose(got[2:], tae_ratings_matrix.bias_predictions(fallback, test, (1, 5))[2:])
 
 
 @pytest.mark.parametrize("text", ["1\t10\t4\t881250949\n2\t10\t3.5\t1\n", "user,item,rating\n1,10,4\n2,10,3.5\n",
@@ -187,10 +188,10 @@ def test_the_matrix_alone_holds_the_training_ratings_after_arrange(orientation):
     train = tae_ratings.Ratings(10 + pairs // 30, 100 + pairs % 30, rng.randint(1, 6, 500).astype(np.float32))
     test = tae_ratings.Ratings(np.array([10]), np.array([100]), np.array([3], np.float32))
     data = tae_ratings.RatingsData("t", train, test, (1, 5), "t")
-    before = tae_ratings.baselines(tae_ratings.RatingsData("t", train, test, (1, 5), "t"))
-    ds = tae_ratings.arrange(data, orientation)
+    before = tae_ratings_matrix.baselines(tae_ratings.RatingsData("t", train, test, (1, 5), "t"))
+    ds = tae_ratings_matrix.arrange(data, orientation)
     assert data.train is None  # released: held once, as the matrix
-    assert tae_ratings.baselines(data, ds.fallback) == before  # the global mean and biases as from the arrays
+    assert tae_ratings_matrix.baselines(data, ds.fallback) == before  # the global mean and biases as from the arrays
     for user in range(len(ds.idx.user_ids)):
         expected = np.sort(train.items[train.users == ds.idx.user_ids[user]])
         assert np.array_equal(np.sort(ds.idx.item_ids[ds.trained_items(user)]), expected)

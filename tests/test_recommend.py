@@ -10,6 +10,7 @@ import pytest
 import tae_cli
 import tae_export
 import tae_ratings
+import tae_ratings_matrix
 from conftest import SHARED_DATA, call
 
 ML100K = SHARED_DATA / "ml-100k"
@@ -39,7 +40,7 @@ def columns(ratings_file, orientation, test_file=None):
     """The training matrix's width that train.py will build: the run's own split, recomputed."""
     data = tae_ratings.load_user_ratings(ratings_file, test_file)
     tae_ratings.split_validation(data, len(data.train) // 10)
-    return tae_ratings.arrange(data, orientation).width
+    return tae_ratings_matrix.arrange(data, orientation).width
 
 
 def numpy_reconstruction(path, out):
@@ -47,7 +48,7 @@ def numpy_reconstruction(path, out):
     the checkpoint the run's figures describe (one sigmoid code layer, untied, linear output)."""
     config = json.load(open(out / "config.json"))
     data = tae_ratings.split_validation(tae_ratings.load_user_ratings(path), config["run"]["validation"])
-    ds = tae_ratings.arrange(data, config["run"]["orientation"])
+    ds = tae_ratings_matrix.arrange(data, config["run"]["orientation"])
     trained = tae_export.restore(str(out))
     with trained.sess:
         values = trained.sess.run(trained.model.variables)
@@ -91,7 +92,7 @@ def test_a_ratings_run_writes_predictions_that_are_the_models_own(ratings_run):
     assert rates == sorted(rates, reverse=True) and rates[0] < 3e-3 and rates[-1] < 1e-6
     assert config["rating_scale_from"] == "implied"
     ds, recon = numpy_reconstruction(path, out)  # the model by hand, from the best checkpoint
-    r, c, usable = tae_ratings.positions(ds.idx, data.test, "user")
+    r, c, usable = tae_ratings_matrix.positions(ds.idx, data.test, "user")
     np.testing.assert_allclose(got[usable], np.clip(recon[r[usable], c[usable]], 1, 5), atol=2e-4)
 
 

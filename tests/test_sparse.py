@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import tae_ratings
+import tae_ratings_matrix
 import tf1_input
 import tf1_sparse
 import tf1_tied_ae as tae
@@ -267,5 +268,5 @@ def test_a_sparse_lazy_run_predicts_what_the_model_computes(tmp_path, capsys):
     got = np.array([float(r["prediction"]) for r in rows])
     data = tae_ratings.load_user_ratings(path)
     ds, recon = numpy_reconstruction(path, out)
-    r, c, usable = tae_ratings.positions(ds.idx, data.test, "user")
+    r, c, usable = tae_ratings_matrix.positions(ds.idx, data.test, "user")
     np.testing.assert_allclose(got[usable], np.clip(recon[r[usable], c[usable]], 1, 5), atol=2e-4)
