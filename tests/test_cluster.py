@@ -295,34 +295,24 @@ def test_sync_modes_copies_follow_a_synchronous_update():
     tf1 = tf.compat.v1
     cfg = tae.AEConfig(dims=(64, 16, 4), mode="sync", seed=0)
     placement = tae.Placement(model=None, local="", partitions=2, replicas=1, task=0)
-    ae = tae.build(cfg, tae.Schedule(epochs=1, batch_size=10), 40, placement=placement)
+    ae = tae.build(cfg, tae.Schedule(epochs=1, batch_size=10), 40, placement=placement, finalize=False)
     sync = ae.stages[-1].head.sync
     data = np.random.RandomState(0).rand(40, 64).astype(np.float32)
-    kernels = [ae.variables[f"encoder/layer_{i}/kernel"] for i in range(2)]
-    copies = [ae.variables[f"decoder/layer_{j}/kernel"] for j in range(2)]
-    def whole(sess, variables):  # a partitioned variable's parts, joined along the axis they split
-        out = []
-        for v in variables:
-            if isinstance(v, tf.Variable):
-                out.append(sess.run(v))
-                continue
-            parts = sess.run(list(v))
-            axis = next(i for i, (a, b) in enumerate(zip(parts[0].shape, v.get_shape().as_list())) if a != b)
-            out.append(np.concatenate(parts, axis))
-        return out
-
+    with ae.graph.as_default():  # the kernels whole (two parts each), read after a step's Session call
+        kernels = [tae.value_of(ae.variables[f"encoder/layer_{i}/kernel"]) for i in range(2)]
+        copies = [tae.value_of(ae.variables[f"decoder/layer_{j}/kernel"]) for j in range(2)]
     with tf1.Session(graph=ae.graph) as sess:
         sess.run(ae.init_op)
         tf1_input.load(sess, ae.input, data)
         sess.run(ae.input.start_epoch_op, {ae.input.order_placeholder: np.arange(40, dtype=np.int32),
                                            ae.input.batch_size_placeholder: 10})
         sess.run([sync.init_tokens, sync.chief_init])
-        before = whole(sess, kernels)
-        for step in range(3):
+        before = sess.run(kernels)
+        for step in range(20):  # a read that misses the update is a race: many steps to lose it
             sess.run(sync.local_step_init)
             sess.run(sync.push)
             sess.run(sync.apply)
-            w, v = whole(sess, kernels), whole(sess, copies)
+            w, v = sess.run([kernels, copies])
             assert sess.run(ae.global_step) == step + 1
             for j in range(2):  # the copies are the transposes of the kernels as updated by this step
                 assert np.array_equal(v[j], w[1 - j].T), (step, j)
