@@ -62,6 +62,36 @@ def test_pip_install_gives_the_module_and_the_command_anywhere(tmp_path):
     assert r.returncode == 0 and "usage: tf1-tied-ae" in r.stdout and "tf1-tied-ae --compare" in r.stdout
 
 
+def readme_commands():
+    """The first word of each command the README shows outside its Python: its indented lines and
+    the backticked spans that read like a command line (`tensorboard --logdir ...`)."""
+    text = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.S)
+    spans = re.findall(r"^    (\S.*)$", text, re.M) + [s for s in re.findall(r"`([^`\n]+)`", text)
+                                                      if re.match(r"[a-z][\w.-]* (--|-r |\.|install|\S+\.py)", s)]
+    return {s.split()[0] for s in spans if not re.match(r"\S+ \(", s)}  # not output lines: "final (epoch ..."
+
+
+def test_every_command_the_readme_names_comes_with_its_install():
+    """After the README's `pip install -r requirements.txt`, every command it tells a user to run
+    exists: Python's own, the shell's, or the console script of a distribution requirements.txt
+    names (TensorBoard: TensorFlow 2.21 no longer brings it), installed beside this Python."""
+    import importlib.metadata
+    import sysconfig
+
+    commands = readme_commands()
+    assert {"python", "pip", "tensorboard"} <= commands
+    named = {re.split(r"[<>=!~;\s\[]", line.strip())[0].lower().replace("_", "-")
+             for line in (ROOT / "requirements.txt").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    scripts = {}
+    for name in named:
+        for entry in importlib.metadata.distribution(name).entry_points:
+            if entry.group == "console_scripts":
+                scripts[entry.name] = name
+    for command in commands - {"python", "pip", "bash"}:
+        assert command in scripts, f"the README runs `{command}`, which no distribution in requirements.txt installs"
+        assert shutil.which(command, path=sysconfig.get_path("scripts")), f"{command} is not installed beside Python"
+
+
 def test_a_failed_download_names_its_cause(tmp_path, monkeypatch, capsys):
     """Offline, --dataset mnist cannot download; the line says why (a real refused connection:
     the proxy points at a closed port), not just the exception's class."""

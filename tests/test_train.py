@@ -53,10 +53,12 @@ def test_default_command_on_a_fresh_machine(tmp_path):
     assert (run / "export" / "saved_model.pb").exists() and 0.5 < final["knn5_accuracy"]["codes"] <= 1
     assert decode_png(run / "curves.png").ndim == 3
     assert tf.train.latest_checkpoint(str(run)).endswith(f"ckpt-{200 * ((1437 - 143) // 32)}")
-    events = list(run.glob("events.out.tfevents.*"))
-    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # what its server reads with
+
+    scalars = EventAccumulator(str(run)).Reload()
     assert {"loss/train", "loss/validation", "loss/test", "validation/sse_per_image", "test/sse_per_image",
-            "learning_rate"} == tags
+            "learning_rate"} == set(scalars.Tags()["scalars"])
+    assert [e.step for e in scalars.Scalars("loss/train")] == [k * 40 for k in range(1, 201)]
     assert {m["decoder"] for m in metrics["epochs"]} == {"tied"}
     assert [m["learning_rate"] for m in metrics["epochs"]] == pytest.approx([1e-3] * 200)  # constant, logged
     assert (run / "best_checkpoint").read_text().startswith(f'model_checkpoint_path: "best-{final["best_epoch"] * 40}"')
