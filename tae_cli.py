@@ -134,7 +134,7 @@ def refuse_inert(model, run, given, compare):
     """A given flag that does nothing in this configuration: UsageError naming it."""
     if compare and any(f.field == "mode" for f in given):
         raise UsageError("--mode does nothing with --compare (every variant sets its own mode); drop it")
-    variants = [dataclasses.replace(model, **o) for o in COMPARE.values()] if compare else [model]
+    variants = [tae_config.compare_variant(model, o) for o in COMPARE.values()] if compare else [model]
     fields = {f.field for f in given}
     found = [tae_config.inert(v, run, fields) for v in variants]
     if found and all(found):
@@ -222,13 +222,14 @@ def compare(model, run, ds, out, log=print, progress=None):
     baselines = task.baselines(model, ds)
     figure, label, levels, columns = task.compare_table(ds, baselines)
     for name, fields in COMPARE.items():
-        variant = dataclasses.replace(model, **fields)
+        variant = tae_config.compare_variant(model, fields)
         sub = dataclasses.replace(run, tied_epochs=tae_config.default_tied_epochs(run.epochs, variant.mode,
                                                                                    run.tied_epochs))
         place = folder.variant(name)
         metrics = place.metrics()
         if not place.finished(run.epochs):
-            log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}")
+            log(f"--- {name}: {variant.mode}, init {variant.init}, {variant.activation}, {variant.loss}"
+                + (", the sparse path" if variant.sparse_input else ""))
             if place.config() is None:
                 place.prepare()
             metrics = train_one(variant, sub, ds, str(place), log, keep_data=True, baselines=baselines, progress=progress)

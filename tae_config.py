@@ -373,6 +373,18 @@ def ratings_model_values(given):
     return values
 
 
+def compare_variant(model, fields):
+    """A --compare variant: `model` with `fields` set, on the path its loss allows. The sparse path
+    trains masked_mse alone, so a variant with another loss (the question's mse) takes the dense
+    path, and lazy Adam, which needs the sparse one, becomes Adam there."""
+    values = {**dataclasses.asdict(model), **fields}
+    if values["sparse_input"] and values["loss"] != "masked_mse":
+        values["sparse_input"] = False
+        if values["optimizer"] == "lazyadam":
+            values["optimizer"] = "adam"
+    return AEConfig(**values)
+
+
 def non_default(config):
     """The fields of a config that differ from their defaults (what a library user "set")."""
     return {f.name for f in dataclasses.fields(config) if getattr(config, f.name) != f.default}

@@ -202,3 +202,19 @@ def test_movielens_u1_short_run_and_titles(tmp_path, capsys):
     assert final["test_rmse"] < baselines["global mean"]["rmse"] - 0.1  # 4 epochs learn more than the mean (0.99, 1.15)
     code, text, err = call(capsys, "--out", out, "--recommend", 1)
     assert code == 0 and len(text.splitlines()) == 11 and "(19" in text, (text, err)
+
+
+def test_compare_runs_on_ratings_each_variant_on_the_path_its_loss_allows(tmp_path, capsys):
+    """--compare on a ratings file: the question's variant (mse) on the dense path with Adam, the
+    modes on the ratings default (masked_mse, the sparse path, lazy Adam), one table."""
+    path = generated(tmp_path / "ratings.csv", users=30, items=20)
+    out = tmp_path / "cmp"
+    code, text, err = call(capsys, "--dataset", path, "--compare", *small(columns(path, "item"), 1), "--out", out)
+    assert code == 0, err
+    results = json.load(open(out / "compare.json"))
+    assert set(results) == {"snippet", "untied", "sync", "tied", "tied-untied", "baselines"}
+    assert all(np.isfinite(results[v]["test_rmse"]) for v in tae_cli.COMPARE)
+    snippet, tied = (json.load(open(out / v / "config.json"))["model"] for v in ("snippet", "tied"))
+    assert (snippet["loss"], snippet["sparse_input"], snippet["optimizer"]) == ("mse", False, "adam")
+    assert (tied["loss"], tied["sparse_input"], tied["optimizer"]) == ("masked_mse", True, "lazyadam")
+    assert "snippet" in text and "user and item biases" in text
