@@ -10,7 +10,9 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 import time
 from typing import NamedTuple, Optional
 
@@ -72,6 +74,7 @@ class Progress:
     out: Optional[str] = None  # the run (or --compare) folder once it holds a run
     compare: bool = False
     exporting: Optional[str] = None  # the run folder whose export is being written, after its training
+    task: Optional[str] = None  # a cluster's ps task or follower ("worker 1"), which writes nothing
 
     def resume(self, program):
         return f"{program.command} --out {self.out} --resume{' --compare' if self.compare else ''}"
@@ -188,7 +191,7 @@ def config_record(model, run, ds, compare=False):
 
 
 def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baselines=None, progress=None,
-              cluster=None):
+              cluster=None, started=None):
     """Build the model's graph with its run and hand it to the stage runner, with the baselines
     of the data (the task's, computed here unless given); then write the run's export. progress:
     where main learns that training is over and the export is being written. cluster
@@ -201,7 +204,7 @@ def train_one(model, run, ds, out, log=print, keep_data=False, stop=None, baseli
         baselines = task.baselines(model, ds)
     metrics = tae_runner.build_and_train(model, run.schedule(model), task, ds, out, config_record(model, run, ds),
                                          log=log, stop=stop, keep_data=keep_data, baselines=baselines,
-                                         patience=run.patience, cluster=cluster,
+                                         patience=run.patience, cluster=cluster, started=started,
                                          synchronous=cluster is not None and run.sync_replicas)
     progress = progress or Progress()
     progress.exporting = str(out)
@@ -312,6 +315,7 @@ def run_command(args, hold, program=Program(), progress=None):
     if cluster is not None:
         tae_cluster.refuse_flags(cluster, args, given)
         if not cluster.chief:
+            progress.task = cluster.name
             import_tensorflow(args.verbose)
             try:
                 return tae_cluster.serve_ps(cluster) if cluster.job == "ps" else tae_cluster.follow(cluster, given)
@@ -366,8 +370,12 @@ def run_command(args, hold, program=Program(), progress=None):
         raise
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
+    started = None
     if cluster is not None:
         tae_cluster.refuse_run(run, model, cluster)
+        import_tensorflow(args.verbose)
+        started = tae_cluster.start_server(cluster)  # a taken port, a ps task not up: before the folder is made
+        tae_cluster.wait_for_ps(cluster)
     out = args.out or tae_files.new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         RunFolder(out).prepare()
@@ -378,7 +386,7 @@ def run_command(args, hold, program=Program(), progress=None):
     if args.compare:
         compare(model, run, ds, out, progress=progress)
     else:
-        train_one(model, run, ds, out, progress=progress, cluster=cluster)
+        train_one(model, run, ds, out, progress=progress, cluster=cluster, started=started)
     print(f"done in {time.time() - start:.0f}s: {out}")
     return 0
 
@@ -388,6 +396,10 @@ def main(argv=None, program=Program()):
     next is written here, from the facts a stop carries and what `progress` says of the work."""
     argv = sys.argv[1:] if argv is None else argv
     progress = Progress()
+    # SIGTERM stops where Ctrl-C would (the runner's own handler takes both while it trains, and saves
+    # first); signals reach the main thread only, so main in another thread (tests' cluster tasks) leaves it
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         with contextlib.ExitStack() as hold:
             return run_command(make_parser(program).parse_args(argv), hold, program, progress)
@@ -401,9 +413,11 @@ def main(argv=None, program=Program()):
             message += f"; then write it with: {program.command} --out {e.folder} --export"
     except WriteFailed as e:  # outside a run's training (config.json, compare.json, figures of --compare)
         message, code = f"{e}; make room or fix the folder, then run the same command again", EXIT_WRITE_FAILED
-    except KeyboardInterrupt:
-        code = 130
-        if progress.exporting:
+    except (KeyboardInterrupt, Terminated) as e:
+        code = 143 if isinstance(e, Terminated) else 130
+        if progress.task:
+            message = f"{progress.task}: stopped (a {progress.task.split()[0]} task writes nothing; the chief keeps the run)"
+        elif progress.exporting:
             message = (f"interrupted while writing the export of {progress.exporting}, whose training is complete and "
                        f"kept; write it with: {program.command} --out {progress.exporting} --export")
         elif progress.out:
@@ -411,8 +425,19 @@ def main(argv=None, program=Program()):
                        f"{progress.resume(program)}")
         else:
             message = "interrupted before training started; nothing was written"
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(f"{program.name}: {message}", file=sys.stderr)
     return code
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program stands, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 def hide_native_stderr():
@@ -434,6 +459,7 @@ def console(program=Program()):
     native start-up log hidden unless --verbose, then main's exit code."""
     if "--verbose" not in sys.argv[1:]:
         hide_native_stderr()
+    sys.stdout.reconfigure(line_buffering=True)  # each log line as it happens, in a file or a pipe too
     sys.exit(main(program=program))
 
 

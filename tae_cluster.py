@@ -21,6 +21,7 @@ With --sync-replicas on, every worker takes part in every step with its part of 
 """
 import dataclasses
 import json
+import socket
 import time
 from typing import NamedTuple
 
@@ -33,6 +34,7 @@ WAIT_SECONDS = 0.05  # a follower's pause between looks at the instruction
 PAUSE = 0.0005  # a synchronous step's first pause between looks, doubling up to PAUSE_MOST
 PAUSE_MOST = 0.005  # a step is milliseconds: a longer pause would be most of it
 REPORT_EVERY = 30.0  # seconds between "still waiting" lines
+FIRST_NOTICE = 3.0  # seconds of waiting for a peer before the first line that says whom
 
 
 class ClusterArgs(NamedTuple):
@@ -48,6 +50,10 @@ class ClusterArgs(NamedTuple):
     @property
     def name(self):
         return f"{self.job} {self.index}"
+
+    @property
+    def address(self):
+        return (self.ps_hosts if self.job == "ps" else self.worker_hosts)[self.index]
 
 
 def add_flags(parser):
@@ -71,6 +77,9 @@ def from_args(args):
         bad = [h for h in found if h.count(":") != 1 or not h.rsplit(":", 1)[1].isdigit()]
         if not found or bad:
             raise UsageError(f"{flag} takes HOST:PORT entries separated by commas; got {text!r}")
+        port = next((h for h in found if not 1 <= int(h.rsplit(":", 1)[1]) <= 65535), None)
+        if port is not None:
+            raise UsageError(f"{flag}: {port} has no usable port; a port is a number from 1 to 65535")
         hosts[flag] = found
     ps, workers = hosts["--ps-hosts"], hosts["--worker-hosts"]
     if len(set(ps + workers)) != len(ps + workers):
@@ -121,14 +130,55 @@ def refuse_run(run, model, cluster):
 
 
 def start_server(cluster):
-    """This process's tf.train.Server (imports TensorFlow)."""
+    """This process's tf.train.Server (imports TensorFlow); UsageError naming the port if it is taken."""
     import tensorflow as tf
 
     import tf1_cluster
 
     spec = tf1_cluster.cluster_spec(cluster.ps_hosts, cluster.worker_hosts)
     config = tf1_cluster.session_config(cluster.job, cluster.index)
-    return spec, tf.compat.v1.train.Server(spec, cluster.job, cluster.index, config=config)
+    try:
+        return spec, tf.compat.v1.train.Server(spec, cluster.job, cluster.index, config=config)
+    except tf.errors.UnknownError:  # "Could not start gRPC server": the port is another process's
+        raise UsageError(f"{cluster.name} cannot listen on {cluster.address}: the port is in use by another process; "
+                         f"stop that process or give this task another port (--{cluster.job}-hosts)") from None
+
+
+class Notice:
+    """When a wait is worth a line: `first` seconds after it began, then every REPORT_EVERY."""
+
+    def __init__(self, first=FIRST_NOTICE):
+        self.due_at = time.time() + first
+
+    def due(self):
+        if time.time() < self.due_at:
+            return False
+        self.due_at = time.time() + REPORT_EVERY
+        return True
+
+
+def wait_for_ps(cluster, log=print, pause=0.5):
+    """Return once every ps task accepts a connection on its port, saying whom it waits for (a
+    Session's first call would otherwise wait inside TensorFlow, silent and deaf to Ctrl-C). A host
+    that does not resolve is a UsageError; a port that refuses is a task not started yet."""
+    waiting, notice = dict(enumerate(cluster.ps_hosts)), Notice()
+    while True:
+        for k, address in list(waiting.items()):
+            host, port = address.rsplit(":", 1)
+            try:
+                with socket.create_connection((host, int(port)), timeout=1.0):
+                    del waiting[k]
+            except socket.gaierror:
+                raise UsageError(f"--ps-hosts: the host of {address} is not known here; give a name or address this "
+                                 "machine resolves") from None
+            except OSError:
+                pass
+        if not waiting:
+            return
+        if notice.due():
+            log(f"{cluster.name}: waiting for " + ", ".join(f"ps {k} at {a}" for k, a in waiting.items())
+                + " to start (Ctrl-C stops this task)")
+        time.sleep(pause)
 
 
 def batch_error(batch_size, workers):
@@ -187,6 +237,10 @@ class Replica:
         """What this worker draws a step: the stage's batch, or its part of a synchronous step's."""
         return stage.batch_size // self.workers if self.synchronous else stage.batch_size
 
+    def workers_at(self, indices):
+        """"worker 1 at HOST:PORT, ...": whom a wait is for."""
+        return ", ".join(f"worker {k} at {self.cluster.worker_hosts[k]}" for k in sorted(indices))
+
     @property
     def target(self):
         return self.server.target
@@ -233,15 +287,13 @@ class Replica:
         sync, c = stage.head.sync, self.coord
         sess.run(sync.local_step_init)
         loss = sess.run([sync.loss, sync.push])[0]
-        waiting, since, pause = set(range(1, self.workers)), time.time(), PAUSE
+        waiting, notice, pause = set(range(1, self.workers)), Notice(), PAUSE
         while waiting:
             if stop.signum is not None:
                 return None
             if not sess.run(c.waiting_pushed):
-                if time.time() - since > REPORT_EVERY:
-                    log(f"waiting for worker{'s' if len(waiting) > 1 else ''} {', '.join(map(str, sorted(waiting)))} "
-                        f"at step {step + 1}")
-                    since = time.time()
+                if notice.due():
+                    log(f"waiting for {self.workers_at(waiting)} at step {step + 1}")
                 time.sleep(pause)
                 pause = min(2 * pause, PAUSE_MOST)
                 continue
@@ -255,15 +307,13 @@ class Replica:
     def end_epoch(self, sess, step, log, stop):
         """Wait for every follower's report of this epoch, then set the global step to the epoch's
         end (a follower that restarted mid-epoch trained its share again: the count stays exact)."""
-        waiting, since = set(range(1, self.workers)), time.time()
+        waiting, notice = set(range(1, self.workers)), Notice()
         while waiting:
             if stop.signum is not None:
                 return False
             if not sess.run(self.coord.waiting_done):  # the chief alone takes reports: one waits, none blocks
-                if time.time() - since > REPORT_EVERY:
-                    log(f"waiting for worker{'s' if len(waiting) > 1 else ''} {', '.join(map(str, sorted(waiting)))} "
-                        "to finish the epoch")
-                    since = time.time()
+                if notice.due():
+                    log(f"waiting for {self.workers_at(waiting)} to finish the epoch")
                 time.sleep(WAIT_SECONDS)
                 continue
             sequence, worker = sess.run(self.coord.take_done)
@@ -324,15 +374,15 @@ def read_settings(cluster, server, log):
     with graph.as_default():
         settings = tf1_cluster.settings_variable()
         ready = tf1.is_variable_initialized(settings)
-    told = False
+    notice = Notice(first=0)
     with tf1.Session(server.target, graph=graph, config=tf1_cluster.session_config("worker", cluster.index)) as sess:
         while True:
             text = sess.run(settings) if sess.run(ready) else b""
             if text:
                 return json.loads(text)
-            if not told:
-                log(f"worker {cluster.index}: waiting for the chief (worker 0) to publish the run")
-                told = True
+            if notice.due():
+                log(f"worker {cluster.index}: waiting for the chief (worker 0 at {cluster.worker_hosts[0]}) to publish "
+                    "the run (Ctrl-C stops this task)")
             time.sleep(WAIT_SECONDS * 10)
 
 
@@ -345,6 +395,7 @@ def follow(cluster, given, log=print):
     import tae_runner
 
     spec, server = start_server(cluster)
+    wait_for_ps(cluster, log)
     saved = read_settings(cluster, server, log)
     model, run = tae_config.merge(saved, {}, "the chief's run")
     paths = {f.field: v for f, v in given.items() if f.field in ("data_dir", "test_file", "dataset")}
@@ -375,7 +426,7 @@ def _follow(replica, model, log):
     with tf.compat.v1.Session(replica.target, graph=ae.graph, config=replica.session_config()) as sess:
         sess.run(replica.local_init)
         tf1_input.load(sess, ae.input, replica.data)
-        done = None
+        done, notice = None, Notice(first=REPORT_EVERY)
         log(f"worker {cluster.index}: {ae.input.num_examples} training examples, following the chief")
         while True:
             sequence, stage_index, epoch, steps, stop = (int(v) for v in sess.run(coord.instruction))
@@ -383,8 +434,12 @@ def _follow(replica, model, log):
                 log(f"worker {cluster.index}: the run is done")
                 return 0
             if sequence == done or sequence == 0:
+                if notice.due():
+                    log(f"worker {cluster.index}: waiting for the chief (worker 0 at {cluster.worker_hosts[0]}) to "
+                        "start the next epoch")
                 time.sleep(WAIT_SECONDS)
                 continue
+            notice = Notice(first=REPORT_EVERY)
             stage = ae.stages[stage_index]
             pipe = ae.input
             order = tae_runner.epoch_order(model.seed, stage.epoch_seed + epoch, pipe.num_examples)

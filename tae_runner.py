@@ -131,14 +131,15 @@ def lost(error):
     return f"lost {which} ({type(error).__name__})"
 
 
-def build_and_train(model, schedule, task, ds, out, config, cluster=None, synchronous=False, **kw):
+def build_and_train(model, schedule, task, ds, out, config, cluster=None, synchronous=False, started=None, **kw):
     """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
     then `train` (the same keywords). cluster (tae_cluster.ClusterArgs): as that cluster's chief,
-    with synchronous updates if `synchronous`."""
+    with synchronous updates if `synchronous`; started: its (spec, server), if already up."""
     if cluster is not None:
         import tae_cluster
 
-        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True, synchronous=synchronous)
+        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True, started=started,
+                                            synchronous=synchronous)
         return train(replica.ae, task, ds, out, config, replica=replica, **kw)
     _, examples, keywords = task.graph_input(ds)
     return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)

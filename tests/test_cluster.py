@@ -89,6 +89,10 @@ def test_bad_cluster_flags_are_one_line(tmp_path, capsys):
         (["--ps-hosts", "localhost", "--worker-hosts", "127.0.0.1:1", "--job-name", "ps", "--task-index", "0"],
          "HOST:PORT"),
         ([*flags, "--job-name", "worker", "--task-index", "2"], "between 0 and 1"),
+        (["--ps-hosts", "127.0.0.1:0", "--worker-hosts", "127.0.0.1:1", "--job-name", "ps", "--task-index", "0"],
+         "127.0.0.1:0 has no usable port"),
+        (["--ps-hosts", "127.0.0.1:2", "--worker-hosts", "127.0.0.1:99999", "--job-name", "ps", "--task-index", "0"],
+         "127.0.0.1:99999 has no usable port"),
         ([*flags, "--job-name", "ps", "--task-index", "0", "--epochs", "3"], "does nothing for a ps task"),
         ([*flags, "--job-name", "worker", "--task-index", "1", "--epochs", "3"], "takes the run's settings"),
         ([*flags, "--job-name", "worker", "--task-index", "0", "--compare"], "runs on one machine"),
@@ -98,6 +102,41 @@ def test_bad_cluster_flags_are_one_line(tmp_path, capsys):
         code, out, err = call(capsys, *args)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+def test_waits_for_a_peer_are_spoken_and_stopped_at_once_and_a_taken_port_is_one_line(tmp_path):
+    """A chief started before its ps task says whom it waits for within seconds and stops at once
+    on SIGTERM (143), its new --out never made; a ps task on a port another process
+    holds is one line, exit 2. Real processes: a signal must reach one that waits."""
+    flags = {signal.SIGTERM: cluster_flags()}  # Ctrl-C in the same wait is Python's KeyboardInterrupt: 130
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = ["--ps-hosts", f"127.0.0.1:{taken.getsockname()[1]}", "--worker-hosts", "127.0.0.1:1"]
+    start = lambda *args, **kw: subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)],  # noqa: E731
+                                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+    chiefs = {sig: start(*flags[sig], "--job-name", "worker", "--task-index", 0, *DIGITS, "--out", tmp_path / f"run{sig}")
+              for sig in flags}
+    ps = start(*busy, "--job-name", "ps", "--task-index", 0)
+    try:
+        for sig, chief in chiefs.items():
+            t0 = time.time()
+            line = chief.stdout.readline()  # TensorFlow's import, the digits, then the wait's first line
+            assert line == f"worker 0: waiting for ps 0 at {flags[sig][1]} to start (Ctrl-C stops this task)\n", line
+            assert time.time() - t0 < 30
+            chief.send_signal(sig)
+            out, err = chief.communicate(timeout=20)
+            assert chief.returncode == 128 + sig and err.count("\n") == 1, err
+            assert not (tmp_path / f"run{sig}").exists()
+        out, err = ps.communicate(timeout=LIMIT)
+        assert ps.returncode == 2 and err == (f"train.py: error: ps 0 cannot listen on {busy[1]}: the port is in use by "
+                                              "another process; stop that process or give this task another port "
+                                              "(--ps-hosts)\n"), err
+    finally:
+        for p in (*chiefs.values(), ps):
+            p.kill()
+        taken.close()
 
 
 def checkpoint_shapes(folder):
