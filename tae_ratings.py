@@ -51,19 +51,26 @@ class RatingsData:
     validation: Optional[Ratings] = None
 
 
-_SPLIT_LINE = re.compile(r"::|\t|,|;|\s+")
+SEPARATORS = ("::", "\t", ";")  # a file's separator is the first of these its first rating line holds, else ',',
+# else runs of spaces: one separator for the whole file, so a decimal comma is never taken for a column
 READ_BLOCK = 1 << 20  # lines per np.loadtxt call of the fast reader
+ENCODING = "utf-8-sig"  # UTF-8, a byte-order mark at the start understood (a spreadsheet's "CSV UTF-8")
+_INTEGER = re.compile(r"[+-]?\d+")
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def read_ratings(path, scale=None):
     """A ratings file: one rating a line, `user item rating` and anything after (MovieLens'
-    timestamp), separated by tabs, commas, semicolons, '::' or spaces; a first line that is not
-    numeric is a header. Returns Ratings; DataError, naming the line, for anything unusable: a
-    rating outside `scale`, a rating of 0 (the model reads 0 as unrated), or a (user, item) pair rated twice (naming both lines: the program
-    does not guess which one to keep).
-    A clean file with one-character separators is read by NumPy's parser (10 million ratings in
-    seconds, never held as Python objects); anything else goes through the line-by-line reader,
-    which names the line at fault."""
+    timestamp), separated by tabs, commas, semicolons, '::' or spaces, one separator for the whole
+    file; a first line that is not numeric is a header. Ids are integers, read exactly (to 2^63);
+    a rating is a finite number that float32 holds. Returns Ratings; DataError, naming the line, for
+    anything unusable: an id that is not an integer, a decimal comma, a rating outside `scale`, a
+    rating of 0 (the model reads 0 as unrated), or a (user, item) pair rated twice (naming both
+    lines: the program does not guess which one to keep).
+    A clean file with a one-character separator or spaces is read by NumPy's parser (10 million
+    ratings in seconds, never held as Python objects); anything else goes through the line-by-line
+    reader, which names the line at fault. The two read the same values (tests/test_ratings.py)."""
     path = pathlib.Path(path)
     found = _read_fast(path, scale)
     ratings = found if found is not None else _read_lines(path, scale)[0]
@@ -73,6 +80,36 @@ def read_ratings(path, scale=None):
         raise DataError(f"{path} lines {first} and {second} both rate item {ratings.items[twice[0]]} by user "
                         f"{ratings.users[twice[0]]}; keep one of the two lines")
     return ratings
+
+
+def separator(line):
+    """The separator of a file whose first rating line is `line`: '::', a tab or ';' if it holds
+    one; else ',' if it holds one, unless spaces split it into more fields than commas do ("1 2 3,5",
+    a decimal comma); else None (runs of spaces)."""
+    found = next((s for s in SEPARATORS if s in line), None)
+    if found is None and "," in line and len(line.split(",")) >= min(3, len(line.split())):
+        found = ","
+    return found
+
+
+def fields_of(line, sep):
+    return [f.strip() for f in (line.split(sep) if sep else line.split())]
+
+
+def _layout(path):
+    """(separator, header lines: 0 or 1) from the file's first two non-blank lines; None if it has
+    no line to read."""
+    with open(path, encoding=ENCODING, errors="replace") as f:
+        lines = []
+        for line in f:
+            if line.strip():
+                lines.append(line.strip())
+                if len(lines) == 2:
+                    break
+    if not lines:
+        return None
+    header = int(not _INTEGER.fullmatch(fields_of(lines[0], separator(lines[0]))[0]))  # a first line of names
+    return separator(lines[min(header, len(lines) - 1)]), header
 
 
 def line_numbers(path, scale=None):
@@ -134,37 +171,34 @@ def _shares_any(values, reference):
 
 
 def _read_fast(path, scale):
-    """Ratings by np.loadtxt, or None when the file needs the line-by-line reader (a two-character
-    separator, or anything loadtxt or the checks refuse: that reader then names the line)."""
+    """Ratings by np.loadtxt, or None when the file needs the line-by-line reader ('::', or anything
+    loadtxt or the checks refuse: that reader then names the line). Ids are parsed as int64, exactly."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            first = [line for _, line in zip(range(2), f)]
+        layout = _layout(path)
     except OSError:
         return None
-    if not first or "::" in first[-1]:
+    if layout is None or layout[0] == "::":
         return None
-    header = int(not _SPLIT_LINE.split(first[0].strip())[0].lstrip("-").isdigit())  # a first line of names
-    if header >= len(first):
-        return None
-    sample = first[header]
-    delimiter = next((c for c in "\t,;" if c in sample), None)
+    sep, header = layout
     with open(path, "rb") as f:  # at most one rating a line: the arrays are filled in place, never regrown
         lines = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b"")) + 1
     users, items, values = np.empty(lines, np.int64), np.empty(lines, np.int64), np.empty(lines, np.float32)
+    row = np.dtype([("user", np.int64), ("item", np.int64), ("rating", np.float64)])
     count = 0
     try:
-        with open(path, encoding="utf-8") as f, warnings.catch_warnings():
+        with open(path, encoding=ENCODING) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the empty read at the end; an empty file: the line reader says so
             for _ in range(header):
                 f.readline()
-            while True:  # a block of lines at a time: float64 only for the block, not the file
-                table = np.loadtxt(f, delimiter=delimiter, usecols=(0, 1, 2), ndmin=2, dtype=np.float64,
-                                   max_rows=READ_BLOCK, encoding="utf-8")
-                u, i, v = table[:, 0], table[:, 1], table[:, 2]
-                if not (np.all(u == np.round(u)) and np.all(i == np.round(i))) or not np.isfinite(v).all() \
-                        or (v == 0).any() or (scale is not None and not ((v >= scale[0]).all() and (v <= scale[1]).all())):
+            while True:  # a block of lines at a time
+                table = np.loadtxt(f, delimiter=sep, usecols=(0, 1, 2), ndmin=1, dtype=row, comments=None,
+                                   max_rows=READ_BLOCK, encoding=ENCODING)
+                v = table["rating"]
+                if not np.isfinite(v).all() or (np.abs(v) > _FLOAT32_MAX).any() or (v == 0).any() \
+                        or (scale is not None and not ((v >= scale[0]).all() and (v <= scale[1]).all())):
                     return None
-                users[count:count + len(v)], items[count:count + len(v)], values[count:count + len(v)] = u, i, v
+                users[count:count + len(v)], items[count:count + len(v)] = table["user"], table["item"]
+                values[count:count + len(v)] = v
                 count += len(v)
                 if len(v) < READ_BLOCK:
                     break
@@ -177,42 +211,59 @@ def _read_fast(path, scale):
 
 def _read_lines(path, scale):
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        layout = _layout(path)
+        text = path.read_text(encoding=ENCODING, errors="replace")
     except OSError as e:
         raise DataError(f"cannot read ratings file {path} ({e.strerror or e}); check the path") from None
+    sep = layout[0] if layout else None
     users, items, values, lines = [], [], [], []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        fields = [f.strip() for f in _SPLIT_LINE.split(line.strip())]
+        fields = fields_of(line.strip(), sep)
         if len(fields) < 3:
             raise DataError(f"{path} line {number} has {len(fields)} column{'s' * (len(fields) != 1)}; each line "
-                            "needs user, item and rating")
-        try:
-            user, item = int(fields[0]), int(fields[1])
-        except ValueError:
-            if number == 1 and not users:  # a header line
+                            "needs user, item and rating" + (f", separated by {_NAMES.get(sep, sep)} as the first "
+                                                             "line is" if sep else ""))
+        if not (_INTEGER.fullmatch(fields[0]) and _INTEGER.fullmatch(fields[1])):
+            if number == 1 and not users and layout[1]:  # a header line
                 continue
-            raise DataError(f"{path} line {number}: user and item must be integer ids; got {fields[0]!r}, "
-                            f"{fields[1]!r}") from None
-        try:
-            value = float(fields[2])
-        except ValueError:
-            raise DataError(f"{path} line {number}: the rating {fields[2]!r} is not a number") from None
-        if not np.isfinite(value) or (scale is not None and not scale[0] <= value <= scale[1]):
-            raise DataError(f"{path} line {number}: the rating {fields[2]} is outside the rating scale "
-                            f"{scale[0]:g} to {scale[1]:g}; correct the line, or give a --rating-scale that includes it"
-                            if scale else f"{path} line {number}: the rating is {value}; give a finite number")
-        if value == 0:  # the model's input has 0 for "unrated": a rating of 0 would be dropped without a word
-            raise DataError(f"{path} line {number}: a rating of 0 cannot be told from 'unrated' (masked_mse learns "
-                            "the non-zero entries only); shift the scale so that no rating is 0, or drop the line")
+            raise DataError(f"{path} line {number}: user and item must be integer ids, written as whole numbers; got "
+                            f"{fields[0]!r}, {fields[1]!r}")
+        user, item = int(fields[0]), int(fields[1])
+        if not all(-2 ** 63 <= i < 2 ** 63 for i in (user, item)):
+            raise DataError(f"{path} line {number}: an id beyond 64 bits ({fields[0]}, {fields[1]}); number the users "
+                            "and items below 2^63")
+        values.append(_rating(path, number, fields[2], scale))
         users.append(user)
         items.append(item)
-        values.append(value)
         lines.append(number)
     if not values:
         raise DataError(f"{path} has no ratings; give a file of user, item, rating lines")
     return Ratings(np.array(users, np.int64), np.array(items, np.int64), np.array(values, np.float32)), np.array(lines)
+
+
+_NAMES = {"\t": "tabs", ";": "semicolons", ",": "commas", "::": "'::'"}
+
+
+def _rating(path, number, text, scale):
+    """A rating field as a float, or DataError naming the line."""
+    if re.fullmatch(r"[+-]?\d+,\d+", text):
+        raise DataError(f"{path} line {number}: the rating {text!r} has a decimal comma; write it with a point "
+                        f"({text.replace(',', '.')})")
+    if not _NUMBER.fullmatch(text):
+        raise DataError(f"{path} line {number}: the rating {text!r} is not a number")
+    value = float(text)
+    if abs(value) > _FLOAT32_MAX:
+        raise DataError(f"{path} line {number}: the rating {text} is beyond what float32 holds (about 3.4e38); give "
+                        "ratings on their own scale, like 1 to 5")
+    if scale is not None and not scale[0] <= value <= scale[1]:
+        raise DataError(f"{path} line {number}: the rating {text} is outside the rating scale {scale[0]:g} to "
+                        f"{scale[1]:g}; correct the line, or give a --rating-scale that includes it")
+    if value == 0:  # the model's input has 0 for "unrated": a rating of 0 would be dropped without a word
+        raise DataError(f"{path} line {number}: a rating of 0 cannot be told from 'unrated' (masked_mse learns "
+                        "the non-zero entries only); shift the scale so that no rating is 0, or drop the line")
+    return value
 
 
 def read_titles(path):

@@ -196,3 +196,47 @@ def test_the_matrix_alone_holds_the_training_ratings_after_arrange(orientation):
         expected = np.sort(train.items[train.users == ds.idx.user_ids[user]])
         assert np.array_equal(np.sort(ds.idx.item_ids[ds.trained_items(user)]), expected)
     assert ds.fallback[0] == float(train.values.mean(dtype=np.float64))
+
+
+@pytest.mark.parametrize("sep", [",", "\t", ";", "::", " "])
+def test_a_byte_order_mark_is_not_a_header_and_ids_are_exact_to_2_63(tmp_path, sep):
+    """A spreadsheet's UTF-8 CSV starts with a byte-order mark: the first rating is kept, not taken
+    for a header. Ids are integers read as such: 2^53 + 1 and 2^53 + 2 (one float64) stay two users."""
+    big = 2 ** 53
+    rows = [(big + 1, 10, 4), (big + 2, 10, 3), (2 ** 63 - 1, 11, 5), (-(2 ** 63), 11, 1)]
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(sep.join(map(str, r)) + "\n" for r in rows).encode())
+    r = tae_ratings.read_ratings(path)
+    assert r.users.tolist() == [u for u, _, _ in rows] and r.values.tolist() == [4, 3, 5, 1]
+    if sep != "::":  # NumPy's reader reads it too, to the same values
+        fast = tae_ratings._read_fast(path, None)
+        assert fast.users.tolist() == r.users.tolist() and fast.items.tolist() == r.items.tolist()
+
+
+@pytest.mark.parametrize("sep", [",", "\t", ";", "::"])
+@pytest.mark.parametrize("case, line, words", [
+    ("float id", "12.0{s}10{s}4", "integer ids, written as whole numbers; got '12.0'"),
+    ("exponent id", "1e1{s}10{s}4", "integer ids, written as whole numbers; got '1e1'"),
+    ("id past 64 bits", "9223372036854775808{s}10{s}4", "beyond 64 bits"),
+    ("overflow", "1{s}10{s}1e40", "the rating 1e40 is beyond what float32 holds"),
+    ("infinite", "1{s}10{s}inf", "the rating 'inf' is not a number"),
+    ("nan", "1{s}10{s}nan", "the rating 'nan' is not a number"),
+    ("decimal comma", "1{s}10{s}3,5", "the rating '3,5' has a decimal comma; write it with a point (3.5)"),
+])
+def test_ratings_are_read_exactly_or_refused_naming_the_line(tmp_path, sep, case, line, words):
+    """The same refusal whatever the separator (NumPy's reader for one-character ones hands over
+    to the line reader); a comma file's "3,5" is two columns, a rating and a timestamp, not a fraction."""
+    if case == "decimal comma" and sep == ",":
+        pytest.skip("in a comma-separated file 3,5 is a rating of 3 and a fourth column, as MovieLens' timestamp")
+    path = tmp_path / "r.txt"
+    path.write_text(f"2{sep}11{sep}4\n" + line.format(s=sep) + "\n")
+    with pytest.raises(DataError) as e:
+        tae_ratings.read_ratings(path)
+    assert f"line 2: " in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_space_separated_file_with_a_decimal_comma_is_refused(tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text("1 10 4\n2 10 3,5\n")
+    with pytest.raises(DataError, match="line 2: the rating '3,5' has a decimal comma"):
+        tae_ratings.read_ratings(path)
