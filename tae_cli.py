@@ -10,10 +10,12 @@ import argparse
 import contextlib
 import dataclasses
 import os
+import re
 import signal
 import sys
 import threading
 import time
+import types
 from typing import NamedTuple, Optional
 
 import tae_cluster
@@ -107,7 +109,8 @@ def make_parser(program=Program()):
     run = p.add_argument_group("the run (tae_config.RunConfig)")
     for flag in tae_config.flags():
         group = model if flag.owner is AEConfig else run
-        group.add_argument(flag.name, type=_parse(flag), default=None, help=flag.help)
+        group.add_argument(flag.name, type=_parse(flag), default=None, help=flag.help,
+                           metavar="on|off" if flag.parse is tae_config.parse_switch else None)
     p.add_argument("--preset", choices=list(tae_config.PRESETS), help="start from these settings; flags given "
                    "override them (question: the 2018 question's code as written, untied; README and docs/porting.md. "
                    "hinton: Hinton & Salakhutdinov's 784-1000-500-250-30 MNIST net, the best recipe measured for "
@@ -130,19 +133,54 @@ def make_parser(program=Program()):
 
 
 def config_error(e):
-    return UsageError(f"{tae_config.flag_of(e.field)} {e.detail}")
+    return UsageError(f"{tae_config.flag_of(e.field)} {flag_words(e.detail)}")
+
+
+def flag_words(text):
+    """A config message in the command line's words: the fields it names as their flags ("needs loss
+    masked_mse" -> "needs --loss masked_mse", "gaussian_noise" -> "--gaussian-noise")."""
+    for flag in tae_config.flags():
+        if "_" in flag.field:
+            text = re.sub(rf"(?<![-\w]){flag.field}\b", flag.name, text)
+        else:  # a plain word is a field only before a value of it: "loss xent", "epochs (2)"
+            text = re.sub(rf"(?<![-\w']){flag.field} (?=[a-z(])", flag.name + " ", text)
+    return text
 
 
 def refuse_inert(model, run, given, compare):
     """A given flag that does nothing in this configuration: UsageError naming it."""
     if compare and any(f.field == "mode" for f in given):
         raise UsageError("--mode does nothing with --compare (every variant sets its own mode); drop it")
-    variants = [tae_config.compare_variant(model, o) for o in COMPARE.values()] if compare else [model]
+    values = vars(model) if isinstance(model, types.SimpleNamespace) else dataclasses.asdict(model)
+    variants = [types.SimpleNamespace(**{**values, **o}) for o in COMPARE.values()] if compare else [model]
     fields = {f.field for f in given}
     found = [tae_config.inert(v, run, fields) for v in variants]
     if found and all(found):
         flag, needs = found[0]
         raise UsageError(f"{flag} does nothing here: it applies only with {needs}; drop it or add that")
+
+
+PATHS = ("out", "data_dir", "test_file", "dataset", "encode", "reconstruct", "to")  # the flags that name files
+
+
+def refuse_empty(args):
+    """A path flag given an empty value ("--out ''", an unset shell variable) is refused, where it would
+    mean the default or the current folder."""
+    for name in PATHS:
+        value = getattr(args, name)
+        if value is not None and not value.strip():
+            raise UsageError(f"--{name.replace('_', '-')} takes a path, and was given an empty one; give the path "
+                             "or drop the flag")
+
+
+def refuse_long_warmup(model, run, examples):
+    """A warm-up longer than the run's autoencoder steps would never reach the rate: refused, as a
+    tied stage longer than the run is."""
+    steps = run.epochs * (examples // run.batch_size)
+    if model.warmup_steps > steps:
+        raise UsageError(f"--warmup-steps {model.warmup_steps} is longer than the run's {steps} training steps "
+                         f"({run.epochs} epoch{'s' * (run.epochs != 1)} of {examples // run.batch_size}); give at "
+                         f"most {steps}")
 
 
 def resumed_configs(args, given):
@@ -307,6 +345,7 @@ def run_command(args, hold, program=Program(), progress=None):
     """Everything main does inside its error handling; returns the exit code. hold: an ExitStack
     that keeps the run folder's lock until main returns; progress: what main needs to word a stop."""
     progress = progress if progress is not None else Progress()
+    refuse_empty(args)
     given = tae_config.given_flags(args)
     cluster = tae_cluster.from_args(args)
     if cluster is None and any(f.field == "sync_replicas" and v for f, v in given.items()):
@@ -337,6 +376,10 @@ def run_command(args, hold, program=Program(), progress=None):
         saved, model, run = resumed_configs(args, given)
         if complete(args.out, saved, run, program):
             return 0
+        folder = RunFolder(args.out)
+        for place in [folder.variant(v) for v in COMPARE] if args.compare else [folder]:
+            if place.holds_run():
+                place.check_resumable()
         model_values = None
     else:
         if args.preset and args.compare:
@@ -346,18 +389,15 @@ def run_command(args, hold, program=Program(), progress=None):
         if args.preset and args.preset not in kind.presets:
             raise UsageError(f"--preset {args.preset} does not apply to {kind.name} (theirs: "
                              f"{', '.join(kind.presets)}; docs/cli.md): drop it")
+        # before any data, with the task's defaults: first a flag that does nothing, then a value that is wrong
+        model_values, run_values = tae_config.preset_values(given, args.preset)
+        refuse_inert(*tae_config.lenient(kind.model_values(model_values), run_values), given, args.compare)
         try:
             model_values, run = tae_config.early_configs(given, args.preset)
         except ConfigError as e:
             raise config_error(e) from None
         model = None
     task = task_of(run.dataset)
-    if model_values is not None:  # before any data, with the task's defaults: a flag that does nothing fails at once
-        try:
-            early = AEConfig(**task.model_values(model_values))
-        except ConfigError as e:
-            raise config_error(e) from None
-        refuse_inert(early, run, given, args.compare)
     try:
         model, run, ds = task.load(model, model_values, run)
     except ConfigError as e:
@@ -370,6 +410,7 @@ def run_command(args, hold, program=Program(), progress=None):
         raise
     if model_values is not None:
         refuse_inert(model, run, given, args.compare)  # again: the data may have set the dims
+        refuse_long_warmup(model, run, task.graph_input(ds)[1])
     started = None
     if cluster is not None:
         tae_cluster.refuse_run(run, model, cluster)

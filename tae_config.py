@@ -11,6 +11,7 @@ at once.
 import dataclasses
 import os
 import pathlib
+import types
 from typing import Optional, Tuple
 
 from tf1_config import (ACTIVATIONS, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
@@ -200,11 +201,11 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                            parse=float),
     "hidden_dropout": option("dropout rate on every hidden layer, encoder and decoder, in training", parse=float,
                              applies=HIDDEN),
-    "dense_refeed": option("DeepRecommender's dense re-feeding: after each step, a second update on the model's own "
-                           "dense output f(x) as input and target: on | off", parse=parse_switch,
+    "dense_refeed": option("DeepRecommender's dense re-feeding: on (after each step, a second update on the model's "
+                           "own dense output f(x) as input and target) | off", parse=parse_switch,
                            applies=(lambda m, r: m.loss == "masked_mse", "--loss masked_mse (ratings)")),
-    "sparse_input": option("ratings: train on each batch's ratings as a sparse tensor (the first layer from the "
-                           "ratings, the last only at the rated pairs: the same loss and gradients at the cost of the "
+    "sparse_input": option("ratings: on (train on each batch's ratings as a sparse tensor: the first layer from the "
+                           "ratings, the last only at the rated pairs; the same loss and gradients at the cost of the "
                            "ratings) | off (the dense [batch, width] path)", flag="--sparse", parse=parse_switch,
                            default_text="on for ratings with --optimizer lazyadam (their default), off otherwise",
                            applies=RATINGS),
@@ -239,8 +240,8 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                           applies=(lambda m, r: m.mode == "tied-untied", "--mode tied-untied")),
     "sync_every": option("sync: re-assign the decoder's copies every step | epoch",
                          applies=(lambda m, r: m.mode == "sync", "--mode sync")),
-    "sync_replicas": option("a cluster run (docs/cluster.md): synchronous updates, each step the mean gradient of a "
-                            "part of the batch from every worker (tf.train.SyncReplicasOptimizer) | off (each worker's "
+    "sync_replicas": option("a cluster run (docs/cluster.md): on (synchronous updates, each step the mean gradient of "
+                            "a part of the batch from every worker: tf.train.SyncReplicasOptimizer) | off (each worker's "
                             "steps apply as they come)", parse=parse_switch),
     "pretrain": option("none | rbm (Hinton & Salakhutdinov's greedy RBM pretraining, then unrolling)"),
     "pretrain_epochs": option("epochs per RBM", parse=int, applies=RBM),
@@ -314,7 +315,20 @@ def given_flags(args):
 
 
 def _show(value):
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    """A value as the user types it: on/off, 1,5, 0.001."""
+    if isinstance(value, list):
+        value = tuple(value)
+    return ",".join(map(_show, value)) if isinstance(value, tuple) else shown(value)
+
+
+def _run_has(flag, old, saved):
+    """What the resumed run has for `flag`, in the words of its flag: a value, or how it was resolved."""
+    if old is not None:
+        return _show(old)
+    if flag.field == "rating_scale" and saved.get("rating_scale"):
+        low, high = saved["rating_scale"]
+        return f"no --rating-scale: its scale, {low:g} to {high:g}, was implied by its training ratings"
+    return f"no {flag.name}"
 
 
 def merge(saved, given, out):
@@ -331,8 +345,8 @@ def merge(saved, given, out):
         if flag.field == "epochs":
             if value < old:
                 diffs.append(f"--epochs {value} (run has {old}; a resumed run can only be extended)")
-        elif _show(value) != _show(old):
-            diffs.append(f"{flag.name} {_show(value)} (run has {_show(old)})")
+        elif old is None or _show(value) != _show(old):
+            diffs.append(f"{flag.name} {_show(value)} (run has {_run_has(flag, old, saved)})")
         values[flag.owner][flag.field] = value
     if diffs:
         raise ConfigError("--resume", f"with flags that differ from the run in {out}: {'; '.join(diffs)}; "
@@ -346,12 +360,27 @@ def merge(saved, given, out):
     return model, run
 
 
-def early_configs(given, preset=None):
-    """AEConfig fields and RunConfig of the flags alone (over the preset's settings, if any), before
-    any data: a bad value fails here, at once (ConfigError)."""
+def preset_values(given, preset=None):
+    """(AEConfig fields, RunConfig fields) of the flags over the preset's settings, if any: plain
+    dicts, not checked yet."""
     model, run = (dict(part) for part in PRESETS.get(preset, ({}, {})))
     model.update({f.field: v for f, v in given.items() if f.owner is AEConfig})
     run.update({f.field: v for f, v in given.items() if f.owner is RunConfig})
+    return model, run
+
+
+def lenient(model_values, run_values):
+    """Stand-ins for the two configs (their defaults where a field is not given), not checked: what
+    `inert` reads, so that a flag that does nothing is named before a value that is wrong with it."""
+    defaults = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)}  # noqa: E731
+    return (types.SimpleNamespace(**{**defaults(AEConfig), **model_values}),
+            types.SimpleNamespace(**{**defaults(RunConfig), **run_values}))
+
+
+def early_configs(given, preset=None):
+    """AEConfig fields and RunConfig of the flags alone (over the preset's settings, if any), before
+    any data: a bad value fails here, at once (ConfigError)."""
+    model, run = preset_values(given, preset)
     run = RunConfig(**run)
     AEConfig(**(ratings_model_values(model) if is_ratings(run.dataset) else model))  # dims: the default stands in
     return model, run

@@ -157,9 +157,21 @@ def with_labels(ds, labels):
                                notices=tuple(notices))
 
 
+MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}  # numpy.save's; a zip archive's
+
+
 def unreadable(path, kind, error):
     """The line for a .npy/.npz NumPy cannot load. An object array would need unpickling, which can
-    run code from the file: the program never does it, so NumPy's advice (allow_pickle) is not passed on."""
+    run code from the file: the program never does it, so NumPy's advice (allow_pickle) is not passed on.
+    NumPy takes any file that is not a .npy or a zip for a pickle: the first bytes say which it is."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError:
+        head = b""
+    if not head.startswith(MAGIC[kind]):
+        saver = "numpy.save" if kind == ".npy" else "numpy.savez"
+        return f"{path} is not a {kind} file (its first bytes are not {kind}'s); write the array with {saver}"
     if "allow_pickle" in str(error):
         return (f"{path} holds an array of Python objects (dtype object), which this program does not load; "
                 f"save the data as a numeric array (uint8 or float)")

@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import struct
 import tempfile
 import time
@@ -266,6 +267,42 @@ class RunFolder:
             return False
         return len(metrics.get("epochs", [])) == epochs or bool(metrics["final"].get("stopped_early"))
 
+    def recorded_steps(self, metrics=None):
+        """The global steps of the run's epoch records (pretraining's and the autoencoder's)."""
+        metrics = self.metrics() if metrics is None else metrics
+        return [r["global_step"] for key in ("pretrain", "epochs") for r in metrics.get(key, [])]
+
+    def check_resumable(self):
+        """Before a resume writes anything: UsageError when the run trained epochs but holds no rolling
+        checkpoint to go on from (its position is lost: starting over would replace its metrics and best
+        checkpoint), or when its newest complete one is older than its best epoch's (a resume would train
+        those epochs again and replace that best checkpoint). With no record and no checkpoint, a
+        resume starts from step 0, which loses nothing."""
+        found, best, steps = self.checkpoints(), self.checkpoints(best=True), self.recorded_steps()
+        kept = f"; its best epoch's model ({os.path.basename(best[-1][1])}) is kept" if best else ""
+        if not found and (steps or best):
+            raise UsageError(f"--resume: {self.root} holds no rolling checkpoint ({CKPT}-*.index) to go on from, "
+                             f"though it trained to step {max(steps, default=best[-1][0] if best else 0)}{kept}; "
+                             "use that model as it is (--export, --encode, --recommend) or start a new run with "
+                             "another --out")
+        if found and best and best[-1][0] > found[-1][0]:
+            raise UsageError(f"--resume: the newest complete checkpoint in {self.root}, "
+                             f"{os.path.basename(found[-1][1])}, is older than its best epoch's, "
+                             f"{os.path.basename(best[-1][1])}, which a resume from it would train past and replace; "
+                             f"move {os.path.basename(best[-1][1])}.* out of the folder to resume anyway, or use the "
+                             "run as it is")
+
+    def clean_partial_files(self):
+        """Remove what an interrupted write leaves (the caller holds the folder's lock, so no write is
+        in progress): TensorFlow's checkpoint parts (*.tempstate*), atomic_write's temporary files,
+        an export's temporary folder."""
+        for name in os.listdir(self.root):
+            path = self.path(name)
+            if ".tempstate" in name or (name.startswith(".") and name.endswith(".tmp")):
+                os.unlink(path)
+            elif name.startswith(f".{EXPORT}.") and os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+
     def best_checkpoint(self, record):
         """The best checkpoint saved at epoch `record`'s step; UsageError if it was deleted."""
         found = dict(self.checkpoints(best=True))
@@ -285,6 +322,9 @@ class RunFolder:
         found = self.checkpoints()
         if not found:
             raise UsageError(f"{self.root} has no checkpoint ({CKPT}-*.index); train it first")
+        if not epochs and metrics.get("status") != "done":  # stopped before its first epoch ended: ckpt-0
+            raise UsageError(f"{self.root} has no finished epoch: its checkpoint {os.path.basename(found[-1][1])} holds "
+                             "the initial, untrained model; train it first (--resume)")
         step = found[-1][0]
         return found[-1][1], next((r for r in reversed(epochs) if r["global_step"] <= step), None)
 

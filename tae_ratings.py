@@ -321,8 +321,9 @@ def check_overlap(data, train_path, test_path=None):
                         f"rating of item {data.test.items[j]} is a training rating too ({train_path} line "
                         f"{line_numbers(train_path)[k]}); a test rating must not be trained on: remove one of the two")
     if not (_shares_any(data.test.users, data.train.users) or _shares_any(data.test.items, data.train.items)):
-        raise DataError(f"the test ratings of {data.source} share no user and no item with the training ratings; "
-                        "check that the two files belong together")
+        test = f"the test ratings in {test_path}" if test_path is not None else f"the test ratings of {data.source}"
+        raise DataError(f"{test} share no user and no item with the training ratings in {train_path}; check that "
+                        "the two files belong together")
     return data
 
 

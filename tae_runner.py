@@ -218,12 +218,17 @@ class Runner:
     def start(self, config):
         """Restore the newest checkpoint in the folder, or initialise and save ckpt-0; then write
         config.json. Returns whether a checkpoint was restored."""
-        found = self.folder.checkpoints()
+        self.folder.clean_partial_files()
+        found, recorded = self.folder.checkpoints(), self.folder.recorded_steps(self.metrics)
+        if not found and recorded:
+            self.folder.check_resumable()  # refuses: the run's position is lost
         if found:
             restore_checkpoint(self.sess, self.ae.saver, found[-1][1])
             self.ae.saver.recover_last_checkpoints([path for _, path in found])  # prunes to 3 as it saves
             self.sess.run(self.ae.input.init_op)  # the data is not in a checkpoint
         else:
+            if self.folder.holds_run():  # a resumed run stopped before its first checkpoint: nothing to lose
+                self.log(f"{self.out} holds no checkpoint yet: starting from step 0")
             self.sess.run(self.ae.init_op)
         self.folder.write_config(config)
         step = self.step()
@@ -235,6 +240,9 @@ class Runner:
             stage, epoch, k = self.position(step)
             self.log(f"resuming {self.out} at {stage} epoch {epoch + 1}" + (f", step {k + 1}" if k else "")
                      + f" from {os.path.basename(found[-1][1])}")
+            if max(recorded, default=0) > step:  # a stop between a record and its checkpoint, or a lost checkpoint
+                self.log(f"{os.path.basename(found[-1][1])} is the newest complete checkpoint: the epochs recorded "
+                         f"after it, to step {max(recorded)}, had none and are trained again")
         else:
             self.write_metrics("running")
             self.save()
@@ -278,6 +286,7 @@ class Runner:
             return saver.save(self.sess, prefix, global_step=self.ae.global_step, write_meta_graph=False,
                               latest_filename=tae_files.BEST_STATE if best else None)
         except tf.errors.OpError as e:
+            self.folder.clean_partial_files()
             raise WriteFailed(f"{prefix}-{self.step()}", tae_files.failure(e)[1]) from None
 
     def write_metrics(self, status):

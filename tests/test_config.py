@@ -104,7 +104,8 @@ def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
         tae_cli.make_parser().parse_args(["--help"])
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even inside words
     for name, (_, default) in FLAG_TABLE.items():
-        assert f"{name}{name.lstrip('-').replace('-', '_').upper()}" in text, name
+        metavar = "on|off" if flags[name].parse is tae_config.parse_switch else name.lstrip('-').replace('-', '_').upper()
+        assert f"{name}{metavar}" in text, name
         assert flags[name].help.endswith(f"(default: {default})"), name
         assert "".join(flags[name].help.split()) in text, name
 
@@ -191,3 +192,24 @@ def test_the_help_examples_are_valid_commands():
         model_values, run = tae_config.early_configs(given, args.preset)
         tae_cli.refuse_inert(AEConfig(**model_values), run, given, args.compare)
         tae_task_images.resolve(model_values, run, (28, 28), 784, 60000)
+
+
+def test_a_resume_names_what_the_run_has_in_the_flags_words():
+    """on/off as typed, not True/False; a scale the training ratings implied, not None."""
+    model = dataclasses.asdict(AEConfig(loss="masked_mse", sparse_input=True, optimizer="lazyadam"))
+    run = dataclasses.asdict(RunConfig(dataset="/data/r.csv", epochs=3))
+    saved = {"model": model, "run": run, "rating_scale": [1.0, 5.0], "rating_scale_from": "implied"}
+    flags = {f.field: f for f in tae_config.flags()}
+    with pytest.raises(ConfigError) as e:
+        tae_config.merge(saved, {flags["sparse_input"]: False, flags["rating_scale"]: (1.0, 5.0)}, "RUN")
+    assert "--sparse off (run has on)" in str(e.value)
+    assert "--rating-scale 1,5 (run has no --rating-scale: its scale, 1 to 5, was implied by its training ratings)" \
+        in str(e.value)
+
+
+def test_every_on_off_flag_says_so_in_help():
+    text = " ".join(tae_cli.make_parser().format_help().split())
+    switches = [f.name for f in tae_config.flags() if f.parse is tae_config.parse_switch]
+    assert len(switches) == 3
+    for name in switches:
+        assert f"{name} on|off" in text, name

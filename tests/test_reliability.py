@@ -94,7 +94,8 @@ def test_a_damaged_labels_file_is_named_as_one(tmp_path, capsys):
 
 
 RUN_COPY = {"resume_dims", "resume_mode", "resume_loss", "resume_shorter", "existing_out", "ckpt_truncated",
-            "ckpt_deleted", "ckpt_other_arch", "resume_inert", "preset_resume"}
+            "ckpt_deleted", "ckpt_other_arch", "resume_inert", "preset_resume", "resume_no_rolling",
+            "resume_older_than_best", "use_first_epoch"}
 
 
 def corrupt(tmp_path, case, finished_run, other_run):
@@ -118,10 +119,24 @@ def corrupt(tmp_path, case, finished_run, other_run):
         "lr_negative": (["--lr", "-0.1", *DIGITS], None, ["--lr must be a positive"]),
         "lr_nan": (["--lr", "nan", *DIGITS], None, ["--lr", "nan"]),
         "tied_epochs": (["--mode", "tied-untied", "--epochs", "2", "--tied-epochs", "3", *DIGITS], None,
-                        ["--tied-epochs must be between 0 and epochs (2)"]),
+                        ["--tied-epochs must be between 0 and --epochs (2)"]),
         "inert_sync": (["--mode", "tied", "--sync-every", "epoch", *DIGITS], None,
                        ["--sync-every does nothing here", "--mode sync"]),
-        "inert_decay": (["--lr-decay-steps", "5", *DIGITS], None, ["--lr-decay-steps", "lr_schedule cosine"]),
+        "inert_decay": (["--lr-decay-steps", "5", *DIGITS], None, ["--lr-decay-steps does nothing here",
+                                                                    "--lr-schedule cosine"]),
+        "inert_before_wrong": (["--sparse", "on", *DIGITS], None, ["--sparse does nothing here", "ratings"]),
+        "fields_as_flags": (["--loss", "xent", "--output-activation", "linear", *DIGITS], None,
+                            ["--output-activation must be sigmoid with --loss xent"]),
+        "warmup_longer": (["--warmup-steps", "41", "--epochs", "1", *DIGITS], None,
+                          ["--warmup-steps 41 is longer than the run's 40 training steps (1 epoch of 40)"]),
+        "empty_out": (["--out", "", *DIGITS], None, ["--out takes a path, and was given an empty one"]),
+        "empty_data_dir": (["--data-dir", "", "--dataset", "mnist"], None, ["--data-dir takes a path"]),
+        "npy_not_npy": (["--dataset", tmp_path / "text.npy"], None, ["text.npy is not a .npy file"]),
+        "resume_no_rolling": (["--resume", "--out", run, "--epochs", "3"], run,
+                              ["holds no rolling checkpoint", "trained to step 24", "(best-24) is kept"]),
+        "resume_older_than_best": (["--resume", "--out", run, "--epochs", "3"], run,
+                                   ["ckpt-12, is older than its best epoch's, best-24", "move best-24.*"]),
+        "use_first_epoch": (["--out", run, "--export"], run, ["has no finished epoch", "ckpt-0 holds the initial"]),
         "inert_tied_epochs": (["--tied-epochs", "1", *DIGITS], None, ["--tied-epochs does nothing", "tied-untied"]),
         "inert_rbm": (["--rbm-lr", "0.05", *DIGITS], None, ["--rbm-lr does nothing", "--pretrain rbm"]),
         "inert_data_dir": (["--data-dir", tmp_path, *DIGITS], None, ["--data-dir does nothing", "--dataset auto"]),
@@ -167,6 +182,18 @@ def corrupt(tmp_path, case, finished_run, other_run):
         else:
             good[7, 3] = bad[case]
         np.save(data, good)
+    elif case == "npy_not_npy":
+        (tmp_path / "text.npy").write_text("1,2,3\n")
+    elif case == "resume_no_rolling":
+        for f in run.glob("ckpt-*"):
+            f.unlink()
+    elif case == "resume_older_than_best":
+        (run / "ckpt-24.index").unlink()  # its data file stays: an incomplete checkpoint
+    elif case == "use_first_epoch":  # the folder as a kill in the first epoch leaves it
+        for f in [*run.glob("ckpt-[12]*"), *run.glob("best-*")]:
+            f.unlink()
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "epochs": [], "final": {}, "status": "interrupted"}))
     elif case == "resume_nothing":
         (tmp_path / "empty").mkdir()
     elif case == "out_under_file":
@@ -186,6 +213,8 @@ def corrupt(tmp_path, case, finished_run, other_run):
 @pytest.mark.parametrize("case", ["dims_text", "dims_zero", "dims_mismatch", "mode", "dataset", "activation",
                                   "epochs_negative", "batch_zero", "batch_too_big", "lr_zero", "lr_negative", "lr_nan",
                                   "tied_epochs", "inert_sync", "inert_decay", "inert_tied_epochs", "inert_rbm",
+                                  "inert_before_wrong", "fields_as_flags", "warmup_longer", "empty_out", "empty_data_dir",
+                                  "npy_not_npy", "resume_no_rolling", "resume_older_than_best", "use_first_epoch",
                                   "inert_data_dir", "inert_compare_mode", "data_dir_missing", "file_missing",
                                   "idx_magic", "idx_truncated", "npz_corrupt", "npy_objects", "data_nan", "data_inf", "data_range",
                                   "data_empty", "resume_nothing", "resume_dims", "resume_mode", "resume_loss",
@@ -207,6 +236,27 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(case, tmp_path, capsys
     if keep:
         assert snapshot(keep) == before
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_resume_names_an_older_checkpoint_and_clears_partial_writes(tmp_path, capsys, finished_run):
+    """The newest checkpoint incomplete (its .index gone) and its best checkpoint moved away, as the
+    refusal asks: the resume goes on from the older one and says so; what interrupted writes leave (a
+    checkpoint's .tempstate part, a temporary metrics file, an export's temporary folder) is removed."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "ckpt-24.index").unlink()
+    for f in run.glob("best-24.*"):
+        f.unlink()
+    partial = [run / "ckpt-24.data-00000-of-00001.tempstate8123", run / ".metrics.json.x1.tmp", run / ".export.x2"]
+    partial[0].write_bytes(b"\0" * 100)
+    partial[1].write_text("{")
+    partial[2].mkdir()
+    code, out, err = call(capsys, "--out", run, "--resume", "--epochs", "3")
+    assert code == 0, err
+    assert ("ckpt-12 is the newest complete checkpoint: the epochs recorded after it, to step 24, had none and are "
+            "trained again") in out
+    assert not any(p.exists() for p in partial)
+    assert [r["global_step"] for r in metrics_of(run)["epochs"]] == [12, 24, 36]
 
 
 def cli(*args, **kw):

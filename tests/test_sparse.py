@@ -242,8 +242,8 @@ def test_train_py_chooses_the_path_and_refuses_in_one_line(tmp_path, capsys):
         assert code == 0, err
         model = json.load(open(out / "config.json"))["model"]
         assert (model["sparse_input"], model["optimizer"]) == (sparse, optimizer)
-    for extra, words in ((["--sparse", "on", "--gaussian-noise", "0.1"], "--sparse cannot go with gaussian_noise"),
-                         (["--sparse", "on", "--loss", "mse"], "--sparse needs loss masked_mse"),
+    for extra, words in ((["--sparse", "on", "--gaussian-noise", "0.1"], "--sparse cannot go with --gaussian-noise"),
+                         (["--sparse", "on", "--loss", "mse"], "--sparse needs --loss masked_mse"),
                          (["--sparse", "off", "--optimizer", "lazyadam"], "--optimizer lazyadam updates only")):
         code, _, err = call(capsys, *base, *extra, "--out", tmp_path / "refused")
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
