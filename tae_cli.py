@@ -353,8 +353,11 @@ def run_command(args, hold, program=Program(), progress=None):
                          "is synchronous: drop it")
     if cluster is not None:
         tae_cluster.refuse_flags(cluster, args, given)
+        tae_cluster.check_port(cluster)  # before TensorFlow's import: a taken port answers at once
         if not cluster.chief:
             progress.task = cluster.name
+            if cluster.job == "worker":
+                tae_cluster.wait_for_ps(cluster)
             import_tensorflow(args.verbose)
             try:
                 return tae_cluster.serve_ps(cluster) if cluster.job == "ps" else tae_cluster.follow(cluster, given)
@@ -414,9 +417,9 @@ def run_command(args, hold, program=Program(), progress=None):
     started = None
     if cluster is not None:
         tae_cluster.refuse_run(run, model, cluster)
+        tae_cluster.wait_for_ps(cluster)  # before the folder is made, and before TensorFlow's import
         import_tensorflow(args.verbose)
-        started = tae_cluster.start_server(cluster)  # a taken port, a ps task not up: before the folder is made
-        tae_cluster.wait_for_ps(cluster)
+        started = tae_cluster.start_server(cluster)
     out = args.out or tae_files.new_folder(ds.name, "compare" if args.compare else model.mode)
     if saved is None:
         RunFolder(out).prepare()

@@ -129,6 +129,21 @@ def refuse_run(run, model, cluster):
                          "with --resume")
 
 
+def check_port(cluster):
+    """UsageError naming this task's port if another process holds it (a bind on every interface, as
+    TensorFlow's server binds): said before TensorFlow is imported."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("", int(cluster.address.rsplit(":", 1)[1])))
+        except OSError:
+            raise port_taken(cluster) from None
+
+
+def port_taken(cluster):
+    return UsageError(f"{cluster.name} cannot listen on {cluster.address}: the port is in use by another process; "
+                      f"stop that process or give this task another port (--{cluster.job}-hosts)")
+
+
 def start_server(cluster):
     """This process's tf.train.Server (imports TensorFlow); UsageError naming the port if it is taken."""
     import tensorflow as tf
@@ -139,9 +154,8 @@ def start_server(cluster):
     config = tf1_cluster.session_config(cluster.job, cluster.index)
     try:
         return spec, tf.compat.v1.train.Server(spec, cluster.job, cluster.index, config=config)
-    except tf.errors.UnknownError:  # "Could not start gRPC server": the port is another process's
-        raise UsageError(f"{cluster.name} cannot listen on {cluster.address}: the port is in use by another process; "
-                         f"stop that process or give this task another port (--{cluster.job}-hosts)") from None
+    except tf.errors.UnknownError:  # "Could not start gRPC server": taken since check_port
+        raise port_taken(cluster) from None
 
 
 class Notice:
@@ -394,8 +408,7 @@ def follow(cluster, given, log=print):
     import tae_cli
     import tae_runner
 
-    spec, server = start_server(cluster)
-    wait_for_ps(cluster, log)
+    spec, server = start_server(cluster)  # check_port and wait_for_ps ran first (tae_cli)
     saved = read_settings(cluster, server, log)
     model, run = tae_config.merge(saved, {}, "the chief's run")
     paths = {f.field: v for f, v in given.items() if f.field in ("data_dir", "test_file", "dataset")}
