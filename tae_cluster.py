@@ -130,9 +130,11 @@ def refuse_run(run, model, cluster):
 
 
 def check_port(cluster):
-    """UsageError naming this task's port if another process holds it (a bind on every interface, as
-    TensorFlow's server binds): said before TensorFlow is imported."""
+    """UsageError naming this task's port if another process holds it (a bind on every interface with
+    SO_REUSEADDR, as gRPC binds: a port left in TIME_WAIT by a task that died is free to it): said
+    before TensorFlow is imported."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("", int(cluster.address.rsplit(":", 1)[1])))
         except OSError:
