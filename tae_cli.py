@@ -91,12 +91,16 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see {self.program.command} --help)")
 
 
+TAKES = {int: "an integer", float: "a number", tae_config.parse_ints: "integers separated by commas, like 784,196,49",
+         tae_config.parse_floats: "numbers separated by commas, like 1,5", tae_config.parse_switch: "on or off"}
+
+
 def _parse(flag):
     def parse(text):
         try:
             return flag.parse(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid value (it takes: {flag.help})") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a valid value: it takes {TAKES[flag.parse]}") from None
     parse.__name__ = flag.name
     return parse
 

@@ -15,7 +15,7 @@ import types
 from typing import Optional, Tuple
 
 from tf1_config import (ACTIVATIONS, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
-                        default_tied_epochs, integer, number, unit_pair)
+                        default_tied_epochs, integer, listed, number, unit_pair)
 
 PRETRAIN = ("none", "rbm")
 DATASETS = ("auto", "mnist", "fashion_mnist", "digits", "movielens")
@@ -121,10 +121,8 @@ class RunConfig:
             scale = tuple(self.rating_scale) if isinstance(self.rating_scale, (list, tuple)) else ()
             if len(scale) != 2 or not all(isinstance(v, (int, float)) and v == v and abs(v) != float("inf")
                                           for v in scale) or scale[0] >= scale[1]:
-                shown = ",".join(map(str, self.rating_scale)) if isinstance(self.rating_scale, (list, tuple)) \
-                    else repr(self.rating_scale)
                 raise ConfigError("rating_scale", f"must be two numbers, the lowest and the highest rating, like 1,5; "
-                                                  f"got {shown}")
+                                                  f"got {listed(self.rating_scale)}")
             object.__setattr__(self, "rating_scale", tuple(float(v) for v in scale))
         choice("pretrain", self.pretrain, PRETRAIN)
         integer("pretrain_epochs", self.pretrain_epochs, 1)

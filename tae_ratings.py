@@ -281,6 +281,8 @@ def load_movielens(folder, split="u1"):
     ratings per user in the test part), ratings 1 to 5, with u.item's titles when present."""
     folder = pathlib.Path(folder)
     base, test = folder / f"{split}.base", folder / f"{split}.test"
+    if not folder.is_dir():
+        raise DataError(f"--data-dir {folder} is not a folder; give the ml-100k folder (with u.data, u1.base ... ub.test)")
     if not base.exists() or not test.exists():
         raise DataError(f"{folder} has no {base.name} and {test.name}; give the ml-100k folder (with u.data, "
                         "u1.base ... ub.test)")

@@ -28,6 +28,12 @@ class ConfigError(ValueError):
         self.field, self.detail = field, detail
 
 
+def listed(value):
+    """A list or tuple as a flag writes it ("784,0"); anything else as repr."""
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value) if isinstance(value, (list, tuple)) \
+        else repr(value)
+
+
 def choice(field, value, allowed):
     if value not in allowed:
         raise ConfigError(field, f"must be one of {', '.join(map(str, allowed))}; got {value!r}")
@@ -55,7 +61,7 @@ def unit_pair(field, value):
     """Two numbers in [0, 1), as a tuple of floats (the RBMs' momentum before and after the switch)."""
     found = tuple(value) if isinstance(value, (list, tuple)) else ()
     if len(found) != 2 or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and 0 <= m < 1 for m in found):
-        raise ConfigError(field, f"must be two numbers in [0, 1), like 0.5,0.9; got {value!r}")
+        raise ConfigError(field, f"must be two numbers in [0, 1), like 0.5,0.9; got {listed(value)}")
     return tuple(float(m) for m in found)
 
 
@@ -63,7 +69,7 @@ def sizes(field, value):
     """At least 2 positive integers, as a tuple."""
     found = tuple(value) if isinstance(value, (list, tuple)) else ()
     if len(found) < 2 or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in found):
-        raise ConfigError(field, f"must be at least 2 positive integers, like 784,196,81,49; got {value!r}")
+        raise ConfigError(field, f"must be at least 2 positive integers, like 784,196,81,49; got {listed(value)}")
     return found
 
 
