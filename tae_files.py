@@ -78,6 +78,13 @@ def failure(error, path=None):
     return path, type(error).__name__
 
 
+def lost(error):
+    """One line for a cluster task's lost connection (TensorFlow's message is many)."""
+    tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(getattr(error, "message", error)))))
+    which = f"ps task {', '.join(tasks)}" if tasks else "a task of the cluster"
+    return f"lost {which} ({type(error).__name__})"
+
+
 def atomic_write(path, write):
     """Call write(binary_file) on a temporary file, then rename it to `path`."""
     path = pathlib.Path(path)

@@ -14,17 +14,14 @@ then, if its validation error is the lowest so far, the best checkpoint (a secon
 before it is mended on resume, since the records say which epoch is best). The run ends by
 restoring the best epoch and evaluating it on the test set; without a validation split, the last.
 
-What "evaluation" means is the task's scoring (tae_cli.TASKS: SSE per image for images, RMSE of held-out
-ratings for ratings). The runner hands it what it needs, never itself: a function that evaluates the
-model's tensors on rows, one that runs a fetch over the training set held in the graph, and the run
-folder; it gets figures back. The loop, the checkpoints and the choice of the best epoch are the
-same for every kind of data.
+What "evaluation" means is the task's scoring (tae_tasks: SSE per image, or RMSE of held-out
+ratings): the runner hands it a function that evaluates the model's tensors on rows, one that runs
+a fetch over the training set held in the graph, and the run folder, and gets figures back. A
+cluster's chief is driven the same way, through the replica it is handed (tae_replica).
 """
 import os
-import re
 import signal
 import sys
-import threading
 import time
 
 import numpy as np
@@ -33,13 +30,12 @@ import tensorflow as tf
 import tae_files
 import tf1_input
 import tf1_tied_ae as tae
+from tae_config import STEPS_PER_CALL
+from tae_events import Events
 from tae_export import restore_checkpoint
-from tae_files import EXIT_CLUSTER_LOST, EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, WriteFailed
+from tae_files import EXIT_CLUSTER_LOST, EXIT_DIVERGED, EXIT_WRITE_FAILED, RunFolder, Stopped, WriteFailed, lost
 
 tf1 = tf.compat.v1
-# Steps per Session call: amortises the call's overhead; Ctrl-C, the progress bar and the
-# non-finite check act between calls (every step's figure is still returned).
-STEPS_PER_CALL = 16
 FIGURE = {"epochs": "train_loss", "pretrain": "recon_sse_per_example"}  # what a stage's steps return
 TAGS = {"train_loss": "loss/train", "validation_loss": "loss/validation", "test_loss": "loss/test",
         "validation_sse_per_image": "validation/sse_per_image", "test_sse_per_image": "test/sse_per_image",
@@ -65,21 +61,17 @@ class StopRequest:
             signal.signal(s, handler)
 
 
-def epoch_order(seed, epoch_seed, n):
-    """An epoch's shuffled order: a function of (seed, epoch_seed) alone, so a resumed run repeats it."""
-    return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
-
-
 def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, baselines=None, patience=None,
           replica=None):
-    """Run the stages of `ae` on `ds` (data of `task`, one of tae_cli.TASKS) in run folder `out` (new, or
+    """Run the stages of `ae` on `ds` (data of `task`, one of tae_tasks.TASKS) in run folder `out` (new, or
     resumed from its newest checkpoint) and return its metrics. config: written to config.json once
     the start has succeeded. The task's NumPy copy of the training set is released once it is in the
     graph, unless keep_data. stop: an object whose `signum` turns non-None to stop (default: SIGINT
     and SIGTERM). baselines: the task's baselines, recorded in metrics.json and compared with at the
     end. With a validation split, the epoch of the lowest validation error is kept as the best
     checkpoint and gives the final figures; patience: stop after that many epochs without a lower one.
-    replica (tae_cluster.Replica): the chief of a cluster run; the graph holds its shard."""
+    replica (tae_replica.Replica, handed in as the task is): the chief of a cluster run; ae is its
+    graph, which holds its shard."""
     runner = Runner(ae, task.scoring(ae.config, ds, baselines), out, log, patience, replica)
     if baselines is not None:
         runner.metrics["baselines"] = baselines
@@ -124,79 +116,11 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
     return runner.metrics
 
 
-def lost(error):
-    """One line for a cluster task's lost connection (the runtime's message is many)."""
-    tasks = sorted(set(re.findall(r"/job:ps/replica:\d+/task:(\d+)", str(error.message))))
-    which = f"ps task {', '.join(tasks)}" if tasks else "a task of the cluster"
-    return f"lost {which} ({type(error).__name__})"
-
-
-def build_and_train(model, schedule, task, ds, out, config, cluster=None, synchronous=False, started=None, **kw):
+def build_and_train(model, schedule, task, ds, out, config, **kw):
     """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
-    then `train` (the same keywords). cluster (tae_cluster.ClusterArgs): as that cluster's chief,
-    with synchronous updates if `synchronous`; started: its (spec, server), if already up."""
-    if cluster is not None:
-        import tae_cluster
-
-        replica = tae_cluster.build_replica(model, schedule, task, ds, cluster, full_rows=True, started=started,
-                                            synchronous=synchronous)
-        return train(replica.ae, task, ds, out, config, replica=replica, **kw)
+    then `train` (the same keywords)."""
     _, examples, keywords = task.graph_input(ds)
     return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)
-
-
-class Events:
-    """The run's TensorBoard events file (tf1.summary.FileWriter), every failure as WriteFailed.
-
-    The FileWriter writes from a thread of its own, and a failed write there (a full disk) kills
-    the thread, which logs it and prints a traceback; the writer re-raises it at the next flush or
-    close. So the runner flushes after every epoch (the failure surfaces at an epoch's end, after its
-    checkpoint), and the thread's own report is held back: WriteFailed says it in one line."""
-
-    THREAD = "EventLoggerThread"  # the FileWriter's thread (tensorflow/python/summary/writer)
-
-    def __init__(self, folder, graph):
-        self.folder, self.writer = folder, None
-        self.hook, threading.excepthook = threading.excepthook, self._thread_error
-        tf.get_logger().addFilter(self._log_filter)
-        try:
-            self.writer = self._guard(tf1.summary.FileWriter, folder, graph)
-        except WriteFailed:
-            self.close()  # puts the hook and the filter back
-            raise
-
-    def _thread_error(self, args):
-        if args.thread is None or args.thread.name != self.THREAD:
-            self.hook(args)
-
-    @staticmethod
-    def _log_filter(record):
-        return not record.getMessage().startswith("EventFileWriter writer thread error")
-
-    def _guard(self, call, *args):
-        try:
-            return call(*args)
-        except Exception as e:  # the writer raises whatever its C++ status maps to (IndexError for EFBIG)
-            path, reason = tae_files.failure(e, os.path.join(self.folder, "events.out.tfevents.*"))
-            raise WriteFailed(path, reason) from None
-
-    def add(self, summary, step):
-        self._guard(self.writer.add_summary, summary, step)
-
-    def flush(self):
-        self._guard(self.writer.flush)
-
-    def close(self, quiet=False):
-        """Flush and close; quiet: swallow a failure (another one is being reported)."""
-        try:
-            if self.writer is not None:
-                self._guard(self.writer.close)
-        except WriteFailed:
-            if not quiet:
-                raise
-        finally:
-            threading.excepthook = self.hook
-            tf.get_logger().removeFilter(self._log_filter)
 
 
 class Runner:
@@ -311,13 +235,13 @@ class Runner:
     def run_epoch(self, stage, epoch, start):
         """The epoch's steps from step `start` within it. On a cluster the chief tells the followers
         to take their shares of the remaining steps, takes its own, and waits for their reports;
-        synchronous, every worker takes part in every step (tae_cluster.Replica.sync_step)."""
+        synchronous, every worker takes part in every step (the replica's sync_step)."""
         pipe = self.ae.input
         steps = stage.steps_per_epoch - start  # this process's
         synchronous = self.replica is not None and self.replica.synchronous
         if self.replica:
             steps = self.replica.begin_epoch(self.sess, self.ae.stages.index(stage), epoch, steps)
-        order = epoch_order(self.ae.config.seed, stage.epoch_seed + epoch, pipe.num_examples)
+        order = tf1_input.epoch_order(self.ae.config.seed, stage.epoch_seed + epoch, pipe.num_examples)
         self.sess.run(pipe.start_epoch_op, {
             pipe.order_placeholder: order, pipe.start_placeholder: 0 if self.replica and not synchronous else start,
             pipe.batch_size_placeholder: self.replica.batch(stage) if self.replica else stage.batch_size})
@@ -462,17 +386,7 @@ class Runner:
         per batch, the last one short."""
         if self.replica:
             return self.replica.training_rows(self.run_on, fetch, batch)
-        fetch = self.ae.x if fetch is None else fetch
-        pipe, n = self.ae.input, self.ae.input.num_examples
-        b = min(batch, n)
-        feeds = {pipe.order_placeholder: np.arange(n, dtype=np.int32), pipe.batch_size_placeholder: b}
-        self.sess.run(pipe.start_epoch_op, feeds)
-        out = [self.sess.run(fetch) for _ in range(n // b)]
-        if n % b:  # the rest: an order that starts with the last n % b rows, drawn as one batch
-            self.sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.roll(np.arange(n, dtype=np.int32), n % b),
-                                                pipe.batch_size_placeholder: n % b})
-            out.append(self.sess.run(fetch))
-        return out
+        return tf1_input.over_rows(self.sess, self.ae.input, self.ae.x if fetch is None else fetch, batch)
 
     def best_mark(self):
         best = self.best_record()

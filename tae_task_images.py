@@ -18,7 +18,7 @@ from tae_files import UsageError
 
 
 class ImagesTask:
-    """What train.py does with image data (the Task protocol: tae_cli.TASKS)."""
+    """What train.py does with image data (the Task protocol: tae_tasks)."""
 
     name = "images"
     presets = ("question", "hinton")  # the --preset names that apply (tae_config.PRESETS)

@@ -19,7 +19,7 @@ from tae_files import UsageError
 
 
 class RatingsTask:
-    """What train.py does with ratings (the Task protocol: tae_cli.TASKS)."""
+    """What train.py does with ratings (the Task protocol: tae_tasks)."""
 
     name = "ratings"
     presets = ("question",)  # hinton's net is for 28x28 images

@@ -1,31 +1,23 @@
-"""The autoencoder on TensorFlow's own distributed runtime, TF1 style: parameter servers and
-workers, between-graph replication.
+"""The autoencoder on TensorFlow's own distributed runtime, TF1 style: the graph pieces of
+between-graph replication over parameter servers and workers.
 
-    cluster       tf.train.ClusterSpec({"ps": [...], "worker": [...]}), one tf.train.Server per process
-    placement     tf.train.replica_device_setter: every variable (the model's, the optimizer's slots,
-                  global_step) on the ps tasks, every other op on this worker; the wide variables
-                  (one row or column per input value) cut into one part per ps task with
-                  tf.fixed_size_partitioner; the training set held in the graph stays on this worker
-    session       tf.Session(server.target) with device_filters: a worker talks to the ps tasks and to
-                  itself only, so workers start, stop and die without the others noticing
-    coordination  what the workers share besides the model, all on ps task 0 and none of it saved:
-                  the run's settings (a string the chief writes, the followers read), the chief's
-                  instruction (an int64 vector: INSTRUCTION), a FIFOQueue
-                  of the workers' "done" reports ([sequence, worker]), one of a synchronous run's
-                  "pushed" reports ([sequence, worker, step]), and one FIFOQueue per ps task
-                  whose token ends that task (`serve`)
+    cluster     tf.train.ClusterSpec({"ps": [...], "worker": [...]}), one tf.train.Server per process
+    placement   `Placement`, handed to tf1_tied_ae.build: tf.train.replica_device_setter puts every
+                variable (the model's, the optimizer's slots, global_step) on the ps tasks and every
+                other op on this worker; the wide variables (one row or column per input value) are
+                cut into one part per ps task with tf.fixed_size_partitioner, through a custom
+                getter; the training set held in the graph stays on this worker
+    session     tf.Session(server.target) with device_filters: a worker talks to the ps tasks and to
+                itself only, so workers start, stop and die without the others noticing
+    synchronous `synchronous_step`: tf.train.SyncReplicasOptimizer around a head's optimizer, a step
+                the mean of one gradient from every worker
 
-Worker 0, the chief, initialises or restores the model, runs the stage switches (the untie), writes
-every file and tells the others which epoch to train; each worker trains its own shard of the
-training set and reports. The updates are asynchronous (each worker's steps apply to the shared
-variables as they come), or synchronous (Placement.replicas: each head's SyncStep, TF1's
-SyncReplicasOptimizer, a step the mean of one gradient from every worker; a follower reports each
-push through a FIFOQueue, `after_push`). The variables keep their single-machine names (a partitioned one is saved
-whole by tf.train.Saver), so a checkpoint restores on one machine and on a cluster alike.
-
-Only TF 1.15's API is used (tests/test_tf1_api.py); building runs nothing.
+A partitioned variable keeps its name, and `Placement.settle` gives its optimizer slots the names a
+single machine saves them under, so a cluster's checkpoint is a single machine's. How the workers
+are led (who initialises, who saves, when an epoch starts) is the program's (tae_cluster), as in
+TF1's own example trainer. Only TF 1.15's API is used (tests/test_tf1_api.py); building runs nothing.
 """
-import time
+import re
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -33,8 +25,6 @@ import tensorflow as tf
 import tf1_tied_ae
 
 tf1 = tf.compat.v1
-INSTRUCTION = ("sequence", "stage", "epoch", "steps", "stop")  # the instruction vector's fields
-QUEUE_CAPACITY = 1024  # done reports waiting to be read: far more than workers
 
 
 def cluster_spec(ps_hosts, worker_hosts):
@@ -46,111 +36,123 @@ def worker_device(task_index):
     return f"/job:worker/task:{task_index}"
 
 
-def placement(spec, task_index, synchronous=False):
-    """tf1_tied_ae.Placement of worker `task_index`: the model on the ps tasks (round robin, a part
-    of each partitioned variable on each), the rest here; synchronous: every head also gets its
-    SyncStep over all the workers."""
-    device = worker_device(task_index)
-    return tf1_tied_ae.Placement(model=tf1.train.replica_device_setter(cluster=spec, worker_device=device),
-                                 local=device, partitions=spec.num_tasks("ps"),
-                                 replicas=spec.num_tasks("worker") if synchronous else 0, task=task_index)
-
-
 def session_config(job, task_index):
     """A worker sees the ps tasks and itself; a ps task itself alone."""
     seen = ["/job:ps", worker_device(task_index)] if job == "worker" else [f"/job:ps/task:{task_index}"]
     return tf1.ConfigProto(device_filters=seen, allow_soft_placement=True)
 
 
-class Coordination(NamedTuple):
-    """The ops by which the chief leads the workers (see the module docstring)."""
+class Placement:
+    """Worker `task`'s placement of a model of `dims` (tf1_tied_ae.OneMachine's attributes): the model
+    on the ps tasks (round robin, a part of each wide variable on each), the rest here. synchronous:
+    the stages get no multi-step loop (a synchronous step is one Session call: `synchronous_step`)."""
 
-    instruction: tf.Variable  # int64 [5]: INSTRUCTION; in no collection: never saved or initialised by others
-    initialized: tf.Tensor  # bool: whether the instruction exists yet (a chief has started)
-    instruction_in: tf.Tensor  # int64 [5] placeholder
-    publish: tf.Operation  # instruction <- instruction_in
-    settings: tf.Variable  # string: the run's settings (the chief's config.json, as text), likewise unsaved
-    settings_in: tf.Tensor  # string placeholder
-    publish_settings: tf.Operation
-    step_in: tf.Tensor  # int64 placeholder
-    set_step: tf.Operation  # global_step <- step_in (the chief, at an epoch's end)
-    done_in: tf.Tensor  # int64 [2] placeholder: [sequence, worker]
-    report_done: tf.Operation
-    waiting_done: tf.Tensor  # int32: reports in the queue
-    take_done: tf.Tensor  # int64 [2]: the next report (run it only when one waits: see `serve`)
-    finish: tf.Operation  # one token to every ps task's queue: `serve` returns
-    pushed_in: tf.Tensor  # int64 [3] placeholder: [sequence, worker, global step] (synchronous runs)
-    pushed: object  # the FIFOQueue of those: a follower's "my gradient for that step is in" (`after_push`)
-    waiting_pushed: tf.Tensor  # int32: such reports in the queue
-    take_pushed: tf.Tensor  # int64 [3]: the next one (the chief alone takes them)
+    def __init__(self, spec, task, dims, synchronous=False):
+        self.local = worker_device(task)
+        self.model = tf1.train.replica_device_setter(cluster=spec, worker_device=self.local)
+        self.partitions, self.loop = spec.num_tasks("ps"), not synchronous
+        last = len(dims) - 2
+        # the wide variables and the axis they are cut along: encoder layer 0's kernel by rows, the
+        # last decoder kernel by columns and its bias, where the first kernel's rows are cut
+        self.wide = {"encoder/layer_0/kernel": 0, f"decoder/layer_{last}/kernel": 1, f"decoder/layer_{last}/bias": 0}
 
+    def getter(self, getter, name, *args, **kw):
+        """The custom getter the model's variables are made through (TF calls it with the true getter
+        and get_variable's arguments by keyword): a wide one in parts."""
+        if name in self.wide and self.partitions > 1:
+            kw["partitioner"] = tf1.fixed_size_partitioner(self.partitions, self.wide[name])
+        return getter(name, *args, **kw)
 
-def _finish_queue(ps_task):
-    with tf1.device(f"/job:ps/task:{ps_task}"):
-        return tf1.FIFOQueue(1, tf.int64, shapes=[[]], shared_name=f"cluster_finish_{ps_task}",
-                             name=f"cluster_finish_{ps_task}")
+    @staticmethod
+    def parts(variable):
+        """The tf.Variables behind a model variable: a partitioned one stands for its parts (what an
+        optimizer's var_list and a Saver see)."""
+        return [variable] if isinstance(variable, tf.Variable) else list(variable)
 
+    @staticmethod
+    def read(variable):
+        """A variable's value, read where the caller builds it (inside its control dependencies). A
+        partitioned variable is concatenated from its parts' reads: converted to a tensor as it is,
+        it drops the control dependencies (PartitionedVariable.as_tensor), and a read meant to
+        follow an update could see the value before it."""
+        parts = Placement.parts(variable)
+        if len(parts) == 1:
+            return parts[0].read_value()
+        whole, part = variable.get_shape().as_list(), parts[0].get_shape().as_list()
+        axis = next(i for i, (a, b) in enumerate(zip(part, whole)) if a != b)
+        return tf.concat([p.read_value() for p in parts], axis)
 
-def settings_variable():
-    """The run's settings as the chief published them (a string on ps task 0; '' before)."""
-    with tf1.device("/job:ps/task:0"), tf1.variable_scope("cluster", reuse=tf1.AUTO_REUSE):
-        return tf1.get_variable("settings", [], tf.string, tf1.constant_initializer(""), trainable=False,
-                                collections=[])
-
-
-def coordination(num_ps, global_step):
-    """The Coordination ops, built into the default graph (a worker's, before it is finalised)."""
-    settings = settings_variable()
-    with tf1.device("/job:ps/task:0"), tf1.variable_scope("cluster"):
-        instruction = tf1.get_variable("instruction", [len(INSTRUCTION)], tf.int64, tf1.zeros_initializer(),
-                                       trainable=False, collections=[])
-        instruction_in = tf1.placeholder(tf.int64, [len(INSTRUCTION)], name="instruction_in")
-        settings_in = tf1.placeholder(tf.string, [], name="settings_in")
-        step_in = tf1.placeholder(tf.int64, [], name="step_in")
-        done = tf1.FIFOQueue(QUEUE_CAPACITY, tf.int64, shapes=[[2]], shared_name="cluster_done", name="done")
-        pushed = tf1.FIFOQueue(QUEUE_CAPACITY, tf.int64, shapes=[[3]], shared_name="cluster_pushed", name="pushed")
-        pushed_in = tf1.placeholder(tf.int64, [3], name="pushed_in")
-        done_in = tf1.placeholder(tf.int64, [2], name="done_in")
-        publish = instruction.assign(instruction_in).op
-        report = done.enqueue(done_in)
-        take, waiting = done.dequeue(), done.size()
-        initialized = tf.identity(tf1.is_variable_initialized(instruction))  # used: no "never used" warning
-        publish_settings = settings.assign(settings_in).op
-    set_step = global_step.assign(step_in).op
-    finish = tf.group(*[_finish_queue(k).enqueue(tf.constant(1, tf.int64)) for k in range(num_ps)])
-    return Coordination(instruction=instruction, initialized=initialized, instruction_in=instruction_in,
-                        publish=publish, settings=settings, settings_in=settings_in,
-                        publish_settings=publish_settings, step_in=step_in, set_step=set_step, done_in=done_in,
-                        report_done=report, waiting_done=waiting, take_done=take, finish=finish, pushed_in=pushed_in,
-                        pushed=pushed, waiting_pushed=pushed.size(),
-                        take_pushed=pushed.dequeue())
+    @staticmethod
+    def settle():
+        """Checkpoint names for the optimizer slots of partitioned variables. TF 1.x derives the
+        whole slot's name by cutting the variable's name off the slot's, which mangles it when the
+        optimizer works in a scope of its own ("train/.../part_0/Adam" -> ".../art_0/Adam"); each
+        part's slot is given the name a single machine saves the slot under, "train/<variable>/Adam"."""
+        for slot in tf1.global_variables():
+            info = getattr(slot, "_save_slice_info", None)
+            whole = re.sub(r"/part_\d+(?=/)", "", slot.op.name)  # only a slot's name has a part inside it
+            if info is not None and whole != slot.op.name:
+                slot._set_save_slice_info(tf.Variable.SaveSliceInfo(whole, info.full_shape, info.var_offset,
+                                                                    info.var_shape))
 
 
-def after_push(coordination, sync_step):
-    """A follower's synchronous step and its report in one Session call: the report (fed to
-    coordination.pushed_in) is sent once the gradient is in the accumulators."""
-    with tf.control_dependencies([sync_step.push]), tf1.device("/job:ps/task:0"):
-        return coordination.pushed.enqueue(coordination.pushed_in)
+def placement(spec, task_index, dims, synchronous=False):
+    """The Placement of worker `task_index` for a model of `dims` on the cluster `spec`."""
+    return Placement(spec, task_index, dims, synchronous)
 
 
-def serve(server, task_index, stop=lambda: False, poll_seconds=0.2):
-    """A ps task's life: serve the variables until the chief's finish token (or until stop() is
-    true), looking every poll_seconds. The queues are polled by their size, never by a dequeue with
-    a time limit: a timed-out dequeue on a remote task is not always withdrawn, and would take the
-    next token from whoever waits for it."""
-    graph = tf.Graph()
-    with graph.as_default():
-        waiting = _finish_queue(task_index).size()
-    with tf1.Session(server.target, graph=graph, config=session_config("ps", task_index)) as sess:
-        while not stop():
-            if sess.run(waiting):
-                return
-            time.sleep(poll_seconds)
+class SyncStep(NamedTuple):
+    """One synchronous step of a worker's replica, tf.train.SyncReplicasOptimizer around the head's
+    optimizer: every worker runs `push` on its next batch (its gradient to the accumulators on the
+    ps tasks, a token taken), the chief runs `apply` once all have pushed (the mean gradient
+    applied, global_step + 1, a token for each worker). Outside the multi-step loop: the
+    optimizer's ops cannot live in a tf.while_loop's function graph (docs/cluster.md)."""
+
+    loss: tf.Tensor  # the worker's training loss on its batch (run with push)
+    push: tf.Operation  # the worker's gradient to the accumulators; adds loss to progress/figure_sum
+    apply: tf.Operation  # the chief's: the mean of the pushed gradients applied (then sync mode's re-assignment)
+    local_step_init: tf.Operation  # the worker's gradients are stamped with global_step (run before push)
+    chief_init: tf.Operation  # the accumulators' step set to global_step (the chief, at each epoch's start)
+    init_tokens: tf.Operation  # the token queue's first tokens (the chief, once a run)
 
 
-def shares(steps, workers):
-    """`steps` split among `workers` as evenly as it goes, the first ones taking one more."""
-    return [steps // workers + (1 if w < steps % workers else 0) for w in range(workers)]
+def _as_rows(gradient):
+    """A dense gradient as IndexedSlices over every row: the same update (lazy Adam moves every row)."""
+    rows = tf.shape(gradient, out_type=tf.int64)[0]
+    return tf.IndexedSlices(gradient, tf.range(rows), tf.shape(gradient, out_type=tf.int64))
+
+
+def synchronous_step(ae, head, replicas, task, place):
+    """The SyncStep of `head` (of ae, built with `place` and not finalised; built into its graph):
+    the head's optimizer in a tf.train.SyncReplicasOptimizer aggregating one gradient from each of
+    `replicas` workers, on the pass over a batch drawn from this worker's shard with worker `task`'s
+    draws. Its accumulators and token queue live on the ps tasks under shared names
+    (`<variable>/grad_accum`, `sync_token_q`): a tied-untied run's two heads use the same ones, one
+    stage after the other. The caller paces the workers (each pushes once a global step): the
+    optimizer itself takes the first N gradients to come, whoever sends them."""
+    cfg, pipe = ae.config, ae.input
+    with ae.graph.as_default(), tf1.device(place.model):
+        trained = head.pass_on(pipe.next_sparse_batch() if cfg.sparse_input else pipe.next_batch(), task)
+        sync = tf1.train.SyncReplicasOptimizer(head.optimizer, replicas_to_aggregate=replicas,
+                                               total_num_replicas=replicas)
+        grads = sync.compute_gradients(trained.objective, var_list=[p for v in head.var_list for p in place.parts(v)])
+        if cfg.sparse_input:  # the last bias's gradient is over the batch's items when tied, whole when untied:
+            # one kind for both stages, which share its accumulator by name (a dense one and a sparse one cannot)
+            last = f"decoder/layer_{len(cfg.dims) - 2}/bias"
+            grads = [(_as_rows(g) if re.sub(r"/part_\d+$", "", tf1_tied_ae.name_of(v)) == last and
+                      isinstance(g, tf.Tensor) else g, v) for g, v in grads]
+        push = sync.apply_gradients(grads, ae.global_step)
+        with tf.control_dependencies([push]):
+            push = pipe.figure_sum.assign_add(tf.cast(trained.loss, tf.float64)).op
+        apply = sync.get_chief_queue_runner().enqueue_ops[0]
+        tf.identity(sync.ready_for_local_init_op)  # MonitoredSession's; unused here (no "never used" error line)
+        if head.after is not None:
+            with tf.control_dependencies([apply]):
+                apply = head.after()
+        # two rounds of tokens: a worker that died between its push and its report, and pushed again,
+        # takes one more than its share; the pacing, not the tokens, keeps each worker to one push a step
+        return SyncStep(loss=trained.loss, push=push, apply=apply, local_step_init=sync.local_step_init_op,
+                        chief_init=sync.chief_init_op, init_tokens=sync.get_init_tokens_op(2 * replicas))
 
 
 def local_initializer(device):

@@ -232,3 +232,26 @@ class Schedule:
         choice("sync_every", self.sync_every, SYNC_EVERY)
         if self.rbm is not None and not isinstance(self.rbm, RBMConfig):
             raise ConfigError("rbm", f"must be an RBMConfig or None; got {self.rbm!r}")
+
+
+class OneMachine:
+    """Where tf1_tied_ae.build puts a graph's pieces, by default: everything in this process. A
+    placement handed to `build` (tf1_cluster.Placement) has the same attributes."""
+
+    model = None  # the device (function) of the model's variables and ops
+    local = None  # the device of the training set held in the graph and progress/*
+    getter = None  # a custom getter each model variable is made through
+    loop = True  # whether the stages get a multi-step loop (tf1_input.multi_step)
+
+    @staticmethod
+    def parts(variable):
+        """The tf.Variables an optimizer updates for a model variable."""
+        return [variable]
+
+    @staticmethod
+    def read(variable):
+        """A variable's value, read inside the caller's control dependencies."""
+        return variable.read_value()
+
+    def settle(self):
+        """Called once every head (and its optimizer's slots) exists, before the Savers are made."""

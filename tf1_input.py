@@ -21,6 +21,7 @@ float64) and `progress/seconds` (set from Python before a save). Building runs n
 """
 from typing import Callable, NamedTuple, Optional
 
+import numpy as np
 import tensorflow as tf
 
 tf1 = tf.compat.v1
@@ -59,9 +60,9 @@ class Stage(NamedTuple):
     first_step: int  # global step at the stage's start
     batch_size: int
     steps_per_epoch: int  # num_examples // batch_size: the shuffled remainder waits for another epoch
-    epoch_seed: int  # epoch e's order is permutation(seed, epoch_seed + e) (see `epoch_order`)
-    steps: Optional[tf.Tensor]  # [n] float32: the figures of n steps (losses), from multi_step; None for a
-    # synchronous replica (its head's SyncStep)
+    epoch_seed: int  # epoch e's order is epoch_order(seed, epoch_seed + e, N)
+    steps: Optional[tf.Tensor]  # [n] float32: the figures of n steps (losses), from multi_step; None where the
+    # placement builds no loop (a synchronous replica's step is tf1_cluster.synchronous_step)
     enter: Optional[tf.Operation]  # runs once before the first step (the untie)
     epoch_end: Optional[tf.Operation]  # runs after every epoch (a per-epoch sync; the unrolling)
     head: Optional[object]  # what evaluates it on fed data (tf1_tied_ae.Head), None for an RBM
@@ -69,6 +70,21 @@ class Stage(NamedTuple):
     @property
     def last_step(self):
         return self.first_step + self.epochs * self.steps_per_epoch
+
+
+def epochs_stage(name, epochs, first_epoch, first_step, batch_size, steps_per_epoch, steps, head, enter=None,
+                 epoch_end=None):
+    """An autoencoder's Stage (its epochs go to metrics.json's "epochs"); epoch e's order is seeded by
+    first_epoch + e, so the numbering carries on across stages."""
+    return Stage(name=name, record="epochs", epochs=epochs, first_epoch=first_epoch, first_step=first_step,
+                 batch_size=batch_size, steps_per_epoch=steps_per_epoch, epoch_seed=first_epoch, steps=steps,
+                 enter=enter, epoch_end=epoch_end, head=head)
+
+
+def epoch_order(seed, epoch_seed, n):
+    """An epoch's shuffled order of n examples, for start_epoch_op: a function of (seed, epoch_seed)
+    alone, so a resumed run repeats it (NumPy's RandomState, int32)."""
+    return np.random.RandomState([seed or 0, epoch_seed]).permutation(n).astype(np.int32)
 
 
 def pipeline(num_examples, dim, kind="resident", nnz=None):
@@ -188,6 +204,21 @@ def load(sess, pipe, data, rows=4096):
         raise ValueError(f"the graph holds {pipe.num_examples} examples; got {len(data)}")
     for start in range(0, len(data), rows):
         sess.run(pipe.load_rows_op, {pipe.rows_placeholder: data[start : start + rows], pipe.offset_placeholder: start})
+
+
+def over_rows(sess, pipe, fetch, batch=4096):
+    """sess.run(fetch) over the training set held in the graph, in its stored order, `batch` rows a
+    call (fetch: tensors of a batch drawn from pipe, such as a model's x that defaults to the next
+    batch): a list of results, the last one short. Runs ops built with the graph; adds none."""
+    n = pipe.num_examples
+    b = min(batch, n)
+    sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(n, dtype=np.int32), pipe.batch_size_placeholder: b})
+    out = [sess.run(fetch) for _ in range(n // b)]
+    if n % b:  # the rest: an order that starts with the last n % b rows, drawn as one batch
+        sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.roll(np.arange(n, dtype=np.int32), n % b),
+                                       pipe.batch_size_placeholder: n % b})
+        out.append(sess.run(fetch))
+    return out
 
 
 def multi_step(pipe, step_fn, sparse=False):

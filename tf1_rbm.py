@@ -127,6 +127,20 @@ def unroll(layers, encoder_kernels, encoder_biases, decoder_biases):
         decoder_biases[last - k].assign(layer.visible_bias))])
 
 
+def unrolled_stages(cfg, pipe, global_step, encoder, decoder, assign_transposes):
+    """The RBM stages, the last one's epochs ending by unrolling the stack into the autoencoder's
+    (kernels, biases) encoder and decoder; a model with decoder kernels starts them as the encoder's
+    transposes (assign_transposes(decoder kernels, encoder kernels) -> op): the unrolled model."""
+    (enc_w, enc_b), (dec_w, dec_b) = encoder, decoder
+    layers, stages = rbm_stages(cfg, pipe, global_step)
+    done = unroll(layers, enc_w, enc_b, dec_b)
+    if dec_w:
+        with tf.control_dependencies([done]):
+            done = assign_transposes(dec_w, enc_w)
+    done = tf.group(done, name="unroll_rbms")
+    return stages[:-1] + (stages[-1]._replace(epoch_end=done),)
+
+
 def build_rbms(cfg, num_examples):
     """The stack alone, in a new finalised graph, training on `num_examples` examples held in it."""
     graph = tf.Graph()

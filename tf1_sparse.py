@@ -48,6 +48,17 @@ class Lookup(NamedTuple):
     rows: tf.Tensor  # [u, hidden]: the kernel's rows for items (`nonempty`: one row of zeros when u = 0)
 
 
+class SparsePass(NamedTuple):
+    """A head (tf1_tied_ae.Head.sparse) on a fed SparseTensor of ratings (cfg.sparse_input): the rows' stored
+    values are the input and the target, as the dense x is on the dense path."""
+
+    input: tf.SparseTensor  # [batch, dims[0]] placeholder: each row's stored ratings (sorted, row-major)
+    pairs: tf.Tensor  # [q, 2] int64 placeholder: (row of input, column) pairs to predict
+    predictions: tf.Tensor  # [q] the clean model's output at pairs (after the output activation)
+    training: NamedTuple  # the tf1_training.Training pass on input (its input and code are None: nothing dense)
+    train_op: tf.Operation  # one step on the fed input, like Head.train_op
+
+
 def nonempty(rows):
     """rows, or one row of zeros when there are none, so that no product below is empty: a batch
     without a rating has no items, and oneDNN's MatMul aborts the process (not an error: an abort)
@@ -137,6 +148,20 @@ def at_pairs(g, pairs_rows, where, columns_rows, bias, pair_columns):
     (transposed) for the distinct items; where [q] each pair's index into them."""
     return tf.reduce_sum(tf.gather(g, pairs_rows) * tf.gather(columns_rows, where), axis=1) + tf.gather(
         bias, pair_columns)
+
+
+def last_layer(untied, decoder_kernel, encoder_kernel, bias, found, own, pairs=None):
+    """The last layer's logits, as decode(last=...) takes them (a function of the last hidden layer
+    g): at the batch's own rated pairs `own` ([k, 2], the SparseTensor's indices), or at other
+    `pairs` ([q, 2] (row, column), scoring). untied: the decoder's own kernel, else the encoder's
+    first kernel transposed (found: its `lookup` for the batch's items)."""
+    if pairs is None and untied:  # the whole product, read off (see the module docstring)
+        return lambda g: at_pairs_full(g, decoder_kernel, bias, own)
+    if pairs is None:  # tied: one product over the batch's distinct items, the rows the lookup found
+        return lambda g: at_pairs_block(g, own[:, 0], found.where, found.rows, bias, found.items)
+    items, where = tf.unique(pairs[:, 1], out_idx=tf.int64)  # their own distinct columns, a pair at a time
+    columns = columns_of(decoder_kernel, items) if untied else nonempty(rows_of(encoder_kernel, items))
+    return lambda g: at_pairs(g, pairs[:, 0], where, columns, bias, pairs[:, 1])
 
 
 class LazyAdamOptimizer(tf1.train.AdamOptimizer):

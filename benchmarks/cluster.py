@@ -92,7 +92,7 @@ class Setup:
             spec = tf1_cluster.cluster_spec([f"127.0.0.1:{free_port()}" for _ in range(ps)],
                                             [f"127.0.0.1:{free_port()}"])
             self.servers = [tf1.train.Server(spec, "ps", k) for k in range(ps)] + [tf1.train.Server(spec, "worker", 0)]
-            placement, target, config = tf1_cluster.placement(spec, 0), self.servers[-1].target, \
+            placement, target, config = tf1_cluster.placement(spec, 0, model(path).dims), self.servers[-1].target, \
                 tf1_cluster.session_config("worker", 0)
         self.ae = tf1_tied_ae.build(model(path), Schedule(epochs=1, batch_size=BATCH), rows, nnz=len(data[2]),
                                     placement=placement)
@@ -126,7 +126,7 @@ class Setup:
 class Synchronous:
     """--sync-replicas' step on 1 ps task and 2 workers (both servers in this process): each worker's
     graph holds half the users and draws half the batch; a step is worker 1's push (in a thread),
-    the chief's push, then the chief's apply, in the order tae_cluster paces them (threading events
+    the chief's push, then the chief's apply, in the order tae_replica and tae_cluster pace them (threading events
     here, where the program polls the global step and a report queue: this times TensorFlow's part)."""
 
     def __init__(self, path, data):
@@ -134,7 +134,7 @@ class Synchronous:
 
         import tensorflow as tf
 
-        import tae_cluster
+        import tae_replica
         import tf1_cluster
         import tf1_input
         import tf1_tied_ae
@@ -145,20 +145,21 @@ class Synchronous:
         spec = tf1_cluster.cluster_spec([f"127.0.0.1:{free_port()}"], [f"127.0.0.1:{free_port()}" for _ in range(2)])
         self.servers = [tf1.train.Server(spec, "ps", 0)] + [tf1.train.Server(spec, "worker", w) for w in range(2)]
         self.workers = []
-        for w, (start, stop) in enumerate(tae_cluster.shard_bounds(rows, BATCH, 2, synchronous=True)):
-            shard = tae_cluster.shard(data, start, stop)
+        for w, (start, stop) in enumerate(tae_replica.shard_bounds(rows, BATCH, 2, synchronous=True)):
+            shard = tae_replica.shard(data, start, stop)
+            place = tf1_cluster.placement(spec, w, model(path).dims, synchronous=True)
             ae = tf1_tied_ae.build(model(path), Schedule(epochs=1, batch_size=BATCH), stop - start, nnz=len(shard[2]),
-                                   placement=tf1_cluster.placement(spec, w, synchronous=True), epoch_examples=rows,
-                                   finalize=False)
+                                   placement=place, epoch_examples=rows, finalize=False)
+            sync = tf1_cluster.synchronous_step(ae, ae.stages[-1].head, 2, w, place)
             with ae.graph.as_default():  # the chief initialises the model; worker 1 only its own variables
                 init = ae.init_op if w == 0 else tf1_cluster.local_initializer(tf1_cluster.worker_device(w))
             ae.graph.finalize()
             sess = tf1.Session(self.servers[1 + w].target, graph=ae.graph, config=tf1_cluster.session_config("worker", w))
             sess.run(init)
             if w == 0:
-                sess.run(ae.stages[-1].head.sync.init_tokens)
+                sess.run(sync.init_tokens)
             tf1_input.load(sess, ae.input, shard)
-            self.workers.append((ae, sess, stop - start))
+            self.workers.append((ae, sess, stop - start, sync))
         self.go, self.done = threading.Event(), threading.Event()
         self.threading = threading
         self.restart()
@@ -166,15 +167,14 @@ class Synchronous:
             self.step()
 
     def restart(self):
-        for ae, sess, rows in self.workers:
+        for ae, sess, rows, _ in self.workers:
             pipe = ae.input
             sess.run(pipe.start_epoch_op, {pipe.order_placeholder: np.arange(rows, dtype=np.int32),
                                            pipe.batch_size_placeholder: BATCH // 2})
-        self.steps_left = min(rows for *_, rows in self.workers) // (BATCH // 2)
+        self.steps_left = min(rows for _, _, rows, _ in self.workers) // (BATCH // 2)
 
     def push(self, w):
-        ae, sess, _ = self.workers[w]
-        sync = ae.stages[-1].head.sync
+        _, sess, _, sync = self.workers[w]
         sess.run(sync.local_step_init)
         sess.run(sync.push)
 
@@ -186,8 +186,8 @@ class Synchronous:
         follower.start()
         self.push(0)
         follower.join()
-        ae, sess, _ = self.workers[0]
-        sess.run(ae.stages[-1].head.sync.apply)
+        _, sess, _, sync = self.workers[0]
+        sess.run(sync.apply)
 
     def measure(self):
         """(seconds, loopback bytes) per step over 48 steps."""

@@ -76,6 +76,7 @@ def run_ours_tfdata(arch, data_dir, mode="tied"):
     import tae_cli
     import tae_data
     import tae_runner
+    import tae_tasks
     import tf1_tied_ae
 
     tae_cli.import_tensorflow(verbose=False)  # as train.py: quiet, deterministic ops
@@ -85,7 +86,7 @@ def run_ours_tfdata(arch, data_dir, mode="tied"):
                                  output_activation=out_act)
     ae = tf1_tied_ae.build(model, tf1_tied_ae.Schedule(epochs=2, batch_size=batch), len(ds.train), input_kind="tfdata")
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = tae_runner.train(ae, tae_cli.task_of("mnist"), ds, tmp, {}, log=lambda *_: None)
+        metrics = tae_runner.train(ae, tae_tasks.task_of("mnist"), ds, tmp, {}, log=lambda *_: None)
     return metrics["epochs"][-1]["samples_per_s"]
 
 

@@ -300,12 +300,12 @@ def test_synchronous_updates_are_a_single_machines_steps_and_reproducible(tmp_pa
 
 
 def test_a_partitioned_kernel_is_read_after_what_it_depends_on():
-    """tf1_tied_ae.value_of reads a partitioned variable inside the caller's control dependencies
-    (the synchronous step's re-assignment of sync mode's copies reads the kernel after the update);
-    converted to a tensor as it is, a PartitionedVariable drops them."""
+    """tf1_cluster.Placement.read reads a partitioned variable inside the caller's control
+    dependencies (the synchronous step's re-assignment of sync mode's copies reads the kernel after
+    the update); converted to a tensor as it is, a PartitionedVariable drops them."""
     import tensorflow as tf
 
-    import tf1_tied_ae
+    import tf1_cluster
 
     tf1 = tf.compat.v1
     with tf.Graph().as_default():
@@ -313,7 +313,7 @@ def test_a_partitioned_kernel_is_read_after_what_it_depends_on():
                                   partitioner=tf1.fixed_size_partitioner(2), use_resource=True)
         update = tf.group(*[part.assign(tf.ones_like(part)) for part in kernel])
         with tf.control_dependencies([update]):
-            read = tf1_tied_ae.value_of(kernel)
+            read = tf1_cluster.Placement.read(kernel)
             dropped = tf.convert_to_tensor(kernel)  # what tf.transpose(kernel) takes
         with tf1.Session() as sess:
             sess.run(tf1.global_variables_initializer())
@@ -324,22 +324,26 @@ def test_a_partitioned_kernel_is_read_after_what_it_depends_on():
 def test_sync_modes_copies_follow_a_synchronous_update():
     """--mode sync under --sync-replicas: the accepted answer's frozen decoder copies are re-assigned
     after the synchronous update is applied, from the updated kernels (partitioned, as on a cluster:
-    read inside the update's control dependencies, tf1_tied_ae.value_of). One worker's SyncStep on
-    one machine (replicas=1: the accumulators local), so no servers are needed."""
+    read inside the update's control dependencies, tf1_cluster.Placement.read). One worker's SyncStep
+    on one machine (replicas=1: the accumulators local, the two ps parts too), so no servers."""
     import tensorflow as tf
 
+    import tf1_cluster
     import tf1_input
     import tf1_tied_ae as tae
 
     tf1 = tf.compat.v1
     cfg = tae.AEConfig(dims=(64, 16, 4), mode="sync", seed=0)
-    placement = tae.Placement(model=None, local="", partitions=2, replicas=1, task=0)
-    ae = tae.build(cfg, tae.Schedule(epochs=1, batch_size=10), 40, placement=placement, finalize=False)
-    sync = ae.stages[-1].head.sync
+    spec = tf1_cluster.cluster_spec(["127.0.0.1:1", "127.0.0.1:2"], ["127.0.0.1:3"])
+    place = tf1_cluster.placement(spec, 0, cfg.dims, synchronous=True)
+    place.model, place.local = None, None  # the parts and names of a cluster's graph, on this process's devices
+    ae = tae.build(cfg, tae.Schedule(epochs=1, batch_size=10), 40, placement=place, finalize=False)
+    sync = tf1_cluster.synchronous_step(ae, ae.stages[-1].head, 1, 0, place)
     data = np.random.RandomState(0).rand(40, 64).astype(np.float32)
     with ae.graph.as_default():  # the kernels whole (two parts each), read after a step's Session call
-        kernels = [tae.value_of(ae.variables[f"encoder/layer_{i}/kernel"]) for i in range(2)]
-        copies = [tae.value_of(ae.variables[f"decoder/layer_{j}/kernel"]) for j in range(2)]
+        kernels = [place.read(ae.variables[f"encoder/layer_{i}/kernel"]) for i in range(2)]
+        copies = [place.read(ae.variables[f"decoder/layer_{j}/kernel"]) for j in range(2)]
+    assert len(place.parts(ae.variables["encoder/layer_0/kernel"])) == 2 and ae.stages[-1].steps is None
     with tf1.Session(graph=ae.graph) as sess:
         sess.run(ae.init_op)
         tf1_input.load(sess, ae.input, data)

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
+import tae_checks
 import tae_cli
 import tae_config
+import tae_flags
 import tae_task_images
 from conftest import ROOT
 from tae_config import AEConfig, ConfigError, RunConfig
@@ -96,7 +98,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constan
 
 
 def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
-    flags = {f.name: f for f in tae_config.flags()}
+    flags = {f.name: f for f in tae_flags.flags()}
     assert {n: f.field for n, f in flags.items()} == {n: field for n, (field, _) in FLAG_TABLE.items()}
     fields = {f.name for cls in (AEConfig, RunConfig) for f in dataclasses.fields(cls)}
     assert fields == {field for field, _ in FLAG_TABLE.values()}
@@ -104,7 +106,7 @@ def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
         tae_cli.make_parser().parse_args(["--help"])
     text = "".join(capsys.readouterr().out.split())  # argparse wraps lines, even inside words
     for name, (_, default) in FLAG_TABLE.items():
-        metavar = "on|off" if flags[name].parse is tae_config.parse_switch else name.lstrip('-').replace('-', '_').upper()
+        metavar = "on|off" if flags[name].parse is tae_flags.parse_switch else name.lstrip('-').replace('-', '_').upper()
         assert f"{name}{metavar}" in text, name
         assert flags[name].help.endswith(f"(default: {default})"), name
         assert "".join(flags[name].help.split()) in text, name
@@ -113,7 +115,7 @@ def test_every_field_is_a_flag_whose_help_states_its_default(capsys):
 def test_flags_parse_into_the_configs():
     args = tae_cli.make_parser().parse_args(["--dims", "64,8", "--lr", "0.01", "--rbm-momentum", "0.4,0.8",
                                              "--mode", "sync", "--sync-every", "epoch"])
-    given = {f.field: v for f, v in tae_config.given_flags(args).items()}
+    given = {f.field: v for f, v in tae_flags.given_flags(args).items()}
     assert given == {"dims": (64, 8), "learning_rate": 0.01, "rbm_momentum": (0.4, 0.8), "mode": "sync",
                      "sync_every": "epoch"}
 
@@ -131,9 +133,9 @@ def test_flags_parse_into_the_configs():
 ])
 def test_a_field_that_does_nothing_is_named(model, run, field, needs):
     m, r = AEConfig(**model), RunConfig(**run)
-    flag, what = tae_config.inert(m, r, {field})
-    assert flag == tae_config.flag_of(field) and needs in what
-    assert tae_config.inert(m, r, (tae_config.non_default(m) | tae_config.non_default(r)) - {field}) is None
+    flag, what = tae_flags.inert(m, r, {field})
+    assert flag == tae_flags.flag_of(field) and needs in what
+    assert tae_flags.inert(m, r, (tae_config.non_default(m) | tae_config.non_default(r)) - {field}) is None
 
 
 def test_resolve_fills_the_data_dependent_defaults():
@@ -188,9 +190,9 @@ def test_the_help_examples_are_valid_commands():
         args = tae_cli.make_parser().parse_args(shlex.split(example.split("   ")[0]))
         if args.resume:
             continue  # needs a run folder: test_train covers it
-        given = tae_config.given_flags(args)
+        given = tae_flags.given_flags(args)
         model_values, run = tae_config.early_configs(given, args.preset)
-        tae_cli.refuse_inert(AEConfig(**model_values), run, given, args.compare)
+        tae_checks.refuse_inert(AEConfig(**model_values), run, given, args.compare)
         tae_task_images.resolve(model_values, run, (28, 28), 784, 60000)
 
 
@@ -199,7 +201,7 @@ def test_a_resume_names_what_the_run_has_in_the_flags_words():
     model = dataclasses.asdict(AEConfig(loss="masked_mse", sparse_input=True, optimizer="lazyadam"))
     run = dataclasses.asdict(RunConfig(dataset="/data/r.csv", epochs=3))
     saved = {"model": model, "run": run, "rating_scale": [1.0, 5.0], "rating_scale_from": "implied"}
-    flags = {f.field: f for f in tae_config.flags()}
+    flags = {f.field: f for f in tae_flags.flags()}
     with pytest.raises(ConfigError) as e:
         tae_config.merge(saved, {flags["sparse_input"]: False, flags["rating_scale"]: (1.0, 5.0)}, "RUN")
     assert "--sparse off (run has on)" in str(e.value)
@@ -209,7 +211,7 @@ def test_a_resume_names_what_the_run_has_in_the_flags_words():
 
 def test_every_on_off_flag_says_so_in_help():
     text = " ".join(tae_cli.make_parser().format_help().split())
-    switches = [f.name for f in tae_config.flags() if f.parse is tae_config.parse_switch]
+    switches = [f.name for f in tae_flags.flags() if f.parse is tae_flags.parse_switch]
     assert len(switches) == 3
     for name in switches:
         assert f"{name} on|off" in text, name

@@ -8,8 +8,11 @@ import pytest
 import tensorflow as tf
 
 import tae_cli
+import tae_commands
 import tae_config
+import tae_flags
 import tae_task_images
+import tae_tasks
 import tae_data
 import tae_files
 import tf1_input
@@ -126,14 +129,14 @@ def records(folder):
 def test_interrupted_pretraining_resumes_to_the_same_numbers(tmp_path, capsys):
     assert tae_cli.main(RBM_RUN + ["--out", str(tmp_path / "straight")]) == 0
     args = tae_cli.make_parser().parse_args(RBM_RUN)
-    model_values, run = tae_config.early_configs(tae_config.given_flags(args))
+    model_values, run = tae_config.early_configs(tae_flags.given_flags(args))
     ds = tae_data.load("digits")
     model, run = tae_task_images.resolve(model_values, run, ds.image_shape, 64, len(ds.train), ds.name)
     tae_data.split_validation(ds, run.validation)  # as train.py does
     out = tmp_path / "stopped"
     RunFolder(out).prepare()
     with pytest.raises(tae_files.Stopped) as e:  # 28 steps an epoch: a look after 16, one at the end
-        tae_cli.train_one(model, run, ds, out, stop=StopAfter(8))
+        tae_commands.train_one(tae_tasks.task_of("digits"), model, run, ds, out, stop=StopAfter(8))
     assert e.value.code == 130 and "interrupted in the rbm 2 stage at epoch 2, step 16" in str(e.value)
     assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
     assert tae_cli.main(["--out", str(out), "--resume"]) == 0

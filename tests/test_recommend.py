@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tae_cli
+import tae_config
 import tae_export
 import tae_ratings
 import tae_ratings_matrix
@@ -213,7 +214,7 @@ def test_compare_runs_on_ratings_each_variant_on_the_path_its_loss_allows(tmp_pa
     assert code == 0, err
     results = json.load(open(out / "compare.json"))
     assert set(results) == {"snippet", "untied", "sync", "tied", "tied-untied", "baselines"}
-    assert all(np.isfinite(results[v]["test_rmse"]) for v in tae_cli.COMPARE)
+    assert all(np.isfinite(results[v]["test_rmse"]) for v in tae_config.COMPARE)
     snippet, tied = (json.load(open(out / v / "config.json"))["model"] for v in ("snippet", "tied"))
     assert (snippet["loss"], snippet["sparse_input"], snippet["optimizer"]) == ("mse", False, "adam")
     assert (tied["loss"], tied["sparse_input"], tied["optimizer"]) == ("masked_mse", True, "lazyadam")

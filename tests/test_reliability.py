@@ -423,6 +423,7 @@ def test_stops_during_a_comparison_name_what_continues_it(tmp_path, capsys, monk
     Ctrl-C between two variants, and one while a variant's export is written, say what was kept.
     Continued to its end, the comparison is what an uninterrupted one writes: its table (printed and
     compare.json, every variant and the baselines) and compare.png."""
+    import tae_commands
     import tae_export
     import tae_runner
 
@@ -433,15 +434,15 @@ def test_stops_during_a_comparison_name_what_continues_it(tmp_path, capsys, monk
                                            f"resume with: python train.py --out {out} --resume --compare"), err
     monkeypatch.undo()
     trained = []
-    real = tae_cli.train_one
+    real = tae_commands.train_one
 
     def ctrl_c_before_the_second(*a, **kw):
         if trained:
             raise KeyboardInterrupt
-        trained.append(a[3])
+        trained.append(a[4])  # the variant's folder
         return real(*a, **kw)
 
-    monkeypatch.setattr(tae_cli, "train_one", ctrl_c_before_the_second)
+    monkeypatch.setattr(tae_commands, "train_one", ctrl_c_before_the_second)
     code, _, err = call(capsys, "--out", out, "--resume", "--compare")
     assert code == 130 and err.strip() == (f"train.py: interrupted; {out} keeps every epoch it finished: resume with: "
                                            f"python train.py --out {out} --resume --compare"), err

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tf1_tied_ae as tae
+import tf1_training
 from conftest import call, loop_variables
 from tf1_config import ConfigError, Schedule
 
@@ -29,7 +30,7 @@ def test_shift_images_is_numpy_slicing():
     x = rng.rand(9, 6 * 7).astype(np.float32)
     offsets = np.array([[a, b] for a in (-2, 0, 2) for b in (-1, 0, 2)], np.int32)
     with tf.Graph().as_default(), tf1.Session() as sess:
-        got = sess.run(tae.shift_images(tf.constant(x), (6, 7), tf.constant(offsets), 2))
+        got = sess.run(tf1_training.shift_images(tf.constant(x), (6, 7), tf.constant(offsets), 2))
     want = np.stack([moved(x[k].reshape(6, 7), *offsets[k]).ravel() for k in range(9)])
     assert np.array_equal(got, want)
 
@@ -81,7 +82,7 @@ def test_warmup_rises_linearly_then_follows_the_schedule():
     cfg = tae.AEConfig(dims=(64, 16, 4), learning_rate=0.01, lr_schedule="cosine", lr_decay_steps=100, warmup_steps=4)
     with tf.Graph().as_default():
         step = tf1.placeholder(tf.int64, [])
-        rate = tae.learning_rate(cfg, step)()
+        rate = tf1_training.learning_rate(cfg, step)()
         with tf1.Session() as sess:
             got = [sess.run(rate, {step: s}) for s in range(7)]
     cosine = [0.01 * 0.5 * (1 + np.cos(np.pi * s / 100)) for s in range(7)]
