@@ -188,6 +188,7 @@ def _read_fast(path, scale):
     try:
         with open(path, encoding=ENCODING) as f, warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the empty read at the end; an empty file: the line reader says so
+            warnings.simplefilter("error", DeprecationWarning)  # NumPy < 2 reads "12.0" as an int id with this warning
             for _ in range(header):
                 f.readline()
             while True:  # a block of lines at a time
@@ -202,7 +203,7 @@ def _read_fast(path, scale):
                 count += len(v)
                 if len(v) < READ_BLOCK:
                     break
-    except (ValueError, IndexError, OSError):
+    except (ValueError, IndexError, OSError, OverflowError, DeprecationWarning):
         return None
     if not count:
         return None
