@@ -2,6 +2,7 @@
 a value that is wrong with another, a resume whose flags differ from its run. Each is one line
 (UsageError) that names what the user gave, in the command line's words."""
 import dataclasses
+import json
 import re
 import types
 
@@ -39,7 +40,7 @@ def refuse_inert(model, run, given, compare):
         raise UsageError(f"{flag} does nothing here: it applies only with {needs}; drop it or add that")
 
 
-PATHS = ("out", "data_dir", "test_file", "dataset", "encode", "reconstruct", "to")  # the flags that name files
+PATHS = ("out", "data_dir", "test_file", "dataset", "encode", "reconstruct", "to", "init_from", "init_map")  # files
 
 
 def refuse_empty(args):
@@ -116,3 +117,20 @@ def refuse_use_flags(args, given):
     if len({getattr(args, w) for w in whats}) > 1:
         raise UsageError("--encode and --reconstruct together take the same FILE; run them one at a time")
     return whats
+
+
+def read_init_map(path):
+    """--init-map's JSON object {name in the checkpoint: name in the model}, or None without one."""
+    if path is None:
+        return None
+    try:
+        with open(path) as f:
+            mapping = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--init-map {path} cannot be read as JSON ({getattr(e, 'strerror', None) or e}); give a file "
+                         'like {"old/weights": "encoder/layer_0/kernel"}') from None
+    if not isinstance(mapping, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
+        raise UsageError(f"--init-map {path} must hold one JSON object of names to names, like "
+                         '{"old/weights": "encoder/layer_0/kernel"}')
+    return mapping
+

@@ -199,6 +199,8 @@ def new_configs(args, given):
     if args.preset and args.compare:
         raise UsageError("--preset does nothing with --compare (its snippet row is the question preset already); "
                          "drop it")
+    if args.compare and args.init_from:
+        raise UsageError("--init-from starts one model from a checkpoint, and --compare trains five: drop one of them")
     task = task_of(args.dataset or RunConfig.dataset)  # the preset's settings must not meet the wrong data
     if args.preset and args.preset not in task.presets:
         raise UsageError(f"--preset {args.preset} does not apply to {task.name} (theirs: {', '.join(task.presets)}; "
@@ -234,6 +236,8 @@ def launch(task, model, run, ds, args, cluster, saved, hold, progress):
     """The run folder made (a new run) and locked, TensorFlow imported, the run or the comparison
     trained (tae_commands). A cluster's chief starts its server first, once its ps tasks are up."""
     started = None
+    if run.init_from and saved is None:  # before the folder is made: the checkpoint fits the model, or one line
+        check_init_from(model, run, args.verbose)
     if cluster is not None:
         tae_cluster_args.refuse_run(run, model, cluster)
         tae_cluster_args.wait_for_ps(cluster)  # before the folder is made, and before TensorFlow's import
@@ -256,6 +260,17 @@ def launch(task, model, run, ds, args, cluster, saved, hold, progress):
         tae_commands.train_one(task, model, run, ds, out, progress=progress, cluster=cluster, started=started)
     print(f"done in {time.time() - start:.0f}s: {out}")
     return 0
+
+
+def check_init_from(model, run, verbose):
+    """--init-from's checkpoint holds every variable its map names, in the model's shapes."""
+    import_tensorflow(verbose)
+    import tf1_checkpoints  # TensorFlow's: only once the flags and the data are checked
+
+    try:
+        tf1_checkpoints.assignment(run.init_from, tae_config.variable_shapes(model), tae_checks.read_init_map(run.init_map))
+    except ValueError as e:
+        raise UsageError(f"--init-from: {e}") from None
 
 
 def use_run(args, given, hold):

@@ -6,6 +6,7 @@ handed the run's task (tae_tasks), chosen once by the command line.
 import dataclasses
 import os
 
+import tae_checks
 import tae_config
 import tae_export
 import tae_figures
@@ -34,12 +35,13 @@ def train_one(task, model, run, ds, out, log=print, keep_data=False, stop=None, 
         baselines = task.baselines(model, ds)
     schedule, config = run.schedule(model), config_record(task, model, run, ds)
     kw = dict(log=log, stop=stop, keep_data=keep_data, baselines=baselines, patience=run.patience)
+    init = dict(init_from=run.init_from, init_map=tae_checks.read_init_map(run.init_map)) if run.init_from else {}
     if cluster is not None:
         replica = tae_replica.build_replica(model, schedule, task, ds, cluster, started, full_rows=True,
-                                            synchronous=run.sync_replicas)
+                                            synchronous=run.sync_replicas, init=init)
         metrics = tae_runner.train(replica.ae, task, ds, out, config, replica=replica, **kw)
     else:
-        metrics = tae_runner.build_and_train(model, schedule, task, ds, out, config, **kw)
+        metrics = tae_runner.build_and_train(model, schedule, task, ds, out, config, init=init, **kw)
     if progress is not None:
         progress.exporting = str(out)
     trained = tae_export.restore(out)  # the SavedModel, from the checkpoint the final figures describe

@@ -13,7 +13,7 @@ import types
 from typing import Optional, Tuple
 
 from tf1_config import (ACTIVATIONS, AEConfig, ConfigError, RBMConfig, Schedule, choice,  # noqa: F401
-                        default_tied_epochs, integer, listed, number, unit_pair)
+                        default_tied_epochs, integer, listed, number, unit_pair, variable_shapes)
 
 # Steps per Session call of a stage's multi-step loop (tf1_input.multi_step): amortises the call's
 # overhead; Ctrl-C, the progress bar and the non-finite check act between calls.
@@ -86,6 +86,8 @@ class RunConfig:
     rbm_weight_cost: float = 2e-4
     rbm_momentum: Tuple[float, float] = (0.5, 0.9)
     rbm_batch_size: int = 100
+    init_from: Optional[str] = None  # a checkpoint the model's variables start from (tf1_checkpoints)
+    init_map: Optional[str] = None  # a JSON file {name in that checkpoint: name in the model}
 
     def __post_init__(self):
         if isinstance(self.dataset, str) and self.dataset not in DATASETS and os.path.isdir(self.dataset):
@@ -123,6 +125,8 @@ class RunConfig:
         number("rbm_weight_cost", self.rbm_weight_cost, positive=False)
         object.__setattr__(self, "rbm_momentum", unit_pair("rbm_momentum", self.rbm_momentum))
         integer("rbm_batch_size", self.rbm_batch_size, 1)
+        if self.init_map is not None and self.init_from is None:
+            raise ConfigError("init_map", "names the variables of a checkpoint: give it with init_from")
 
     def schedule(self, model):
         """The library's Schedule of this (resolved) run on `model`: epochs, batches, the RBMs."""

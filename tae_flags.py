@@ -43,7 +43,9 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                    default_text="the question's rule from the image size: 784,196,81,49 for 28x28, 64,16,4,4 for 8x8"),
     "mode": option("untied | tied | sync (the accepted answer) | tied-untied (Hinton's: tied, then untied); ratings "
                    "train untied by default, 0.07 to 0.08 RMSE better on MovieLens 100K (benchmarks/README.md)"),
-    "init": option("glorot (Glorot-uniform kernels, zero biases) | snippet (the question's N(0,1) everywhere)",
+    "init": option("glorot (Glorot-uniform kernels, as tf.contrib.layers.xavier_initializer; zero biases) | he "
+                   "(variance scaling: fan-in, factor 2, truncated normal, as tf.contrib.layers."
+                   "variance_scaling_initializer(); zero biases) | snippet (the question's N(0,1) everywhere)",
                    applies=NOT_PRETRAINED),
     "activation": option("hidden units: " + " | ".join(ACTIVATIONS), applies=HIDDEN),
     "code_activation": option("code layer: " + " | ".join(ACTIVATIONS)),
@@ -125,6 +127,12 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
     "rbm_weight_cost": option("RBM weight decay", parse=float, applies=RBM),
     "rbm_momentum": option("RBM momentum for the first 5 epochs, then after", parse=parse_floats, applies=RBM),
     "rbm_batch_size": option("RBM mini-batch size", parse=int, applies=RBM),
+    "init_from": option("start the model's variables from this checkpoint (a prefix like DIR/model.ckpt-1000, or its "
+                        "folder), another code base's or a run's; the optimizer starts afresh (docs/porting.md)",
+                        default_text="none: --init", applies=NOT_PRETRAINED),
+    "init_map": option("a JSON file {\"name in the checkpoint\": \"name in the model\"} for --init-from; variables "
+                       "it does not name keep --init's values", default_text="every model variable under its own name",
+                       applies=(lambda m, r: r.init_from is not None, "--init-from")),
 }
 
 
@@ -170,7 +178,8 @@ def given_flags(args):
     for flag in flags():
         value = getattr(args, flag.name.lstrip("-").replace("-", "_"))
         if value is not None:
-            if flag.field in ("data_dir", "test_file") or (flag.field == "dataset" and is_path(value)):
+            if flag.field in ("data_dir", "test_file", "init_from", "init_map") or (flag.field == "dataset" and
+                                                                                   is_path(value)):
                 value = os.path.abspath(value)
             found[flag] = value
     return found

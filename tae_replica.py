@@ -240,10 +240,11 @@ class Replica:
                 for i in range(0, len(rows), batch)]
 
 
-def build_replica(model, schedule, task, ds, cluster, started, full_rows=False, synchronous=False):
+def build_replica(model, schedule, task, ds, cluster, started, full_rows=False, synchronous=False, init=None):
     """This worker's graph (tf1_tied_ae.build with tf1_cluster's placement, the coordination ops
     added) holding its shard, and its Replica. started: (spec, server), the server up. synchronous:
-    each step the mean of one gradient from every worker (--sync-replicas)."""
+    each step the mean of one gradient from every worker (--sync-replicas). init: build's init_from
+    and init_map, if any."""
     data, examples, keywords = task.graph_input(ds)
     workers = len(cluster.worker_hosts)
     if synchronous and schedule.batch_size % workers:
@@ -257,7 +258,7 @@ def build_replica(model, schedule, task, ds, cluster, started, full_rows=False, 
     extra = {"nnz": len(mine[2])} if "nnz" in keywords else {}
     place = tf1_cluster.placement(spec, cluster.index, model.dims, synchronous)
     ae = tf1_tied_ae.build(model, schedule, stop - start, finalize=False, placement=place, epoch_examples=examples,
-                           **{**keywords, **extra})
+                           **{**keywords, **extra, **(init or {})})
     syncs = {i: tf1_cluster.synchronous_step(ae, s.head, workers, cluster.index, place)
              for i, s in enumerate(ae.stages)} if synchronous else None
     with ae.graph.as_default():

@@ -116,11 +116,11 @@ def train(ae, task, ds, out, config, log=print, stop=None, keep_data=False, base
     return runner.metrics
 
 
-def build_and_train(model, schedule, task, ds, out, config, **kw):
-    """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data,
-    then `train` (the same keywords)."""
+def build_and_train(model, schedule, task, ds, out, config, init=None, **kw):
+    """tf1_tied_ae.build of `model` (AEConfig) with its `schedule`, holding the task's training data
+    (init: build's init_from and init_map, if any), then `train` (the same keywords)."""
     _, examples, keywords = task.graph_input(ds)
-    return train(tae.build(model, schedule, examples, **keywords), task, ds, out, config, **kw)
+    return train(tae.build(model, schedule, examples, **keywords, **(init or {})), task, ds, out, config, **kw)
 
 
 class Runner:

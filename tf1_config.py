@@ -11,8 +11,8 @@ import math
 from typing import Optional, Tuple
 
 MODES = ("untied", "tied", "sync", "tied-untied")
-INITS = ("glorot", "snippet")
-ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "linear")
+INITS = ("glorot", "he", "snippet")
+ACTIVATIONS = ("sigmoid", "relu", "elu", "selu", "tanh", "softplus", "linear")
 LOSSES = ("mse", "xent", "masked_mse")
 TRAINABLE = ("all", "encoder", "decoder")
 OPTIMIZERS = ("adam", "lazyadam", "sgd")
@@ -75,13 +75,19 @@ def sizes(field, value):
 
 @dataclasses.dataclass(frozen=True)
 class AEConfig:
-    """Everything that defines the autoencoder's graph (tf1_tied_ae.build)."""
+    """Everything that defines the autoencoder's graph (tf1_tied_ae.build).
+
+    Note for a port: the code layer is linear unless code_activation says otherwise; it does not
+    follow `activation` (None makes it). A code base whose code layer was, say, ELU must set both."""
 
     dims: Tuple[int, ...] = (784, 196, 81, 49)  # input size, hidden sizes, code size (the question's, 28x28)
     mode: str = "tied"  # untied | tied | sync (the accepted answer) | tied-untied (Hinton's: tied, then untied)
-    init: str = "glorot"  # glorot (Glorot-uniform kernels, zero biases) | snippet (the question's N(0,1) everywhere)
+    # glorot: Glorot-uniform kernels (tf.contrib.layers.xavier_initializer), zero biases | he: variance scaling,
+    # fan-in, factor 2, truncated normal (tf.contrib.layers.variance_scaling_initializer()), zero biases |
+    # snippet: the question's N(0, 1) everywhere. build(kernel_initializer=) takes a caller's own.
+    init: str = "glorot"
     activation: str = "elu"  # hidden units
-    code_activation: Optional[str] = "linear"  # the code layer; None: as `activation`
+    code_activation: Optional[str] = "linear"  # the code layer: linear, NOT as `activation` (None: as `activation`)
     output_activation: Optional[str] = None  # linear | sigmoid; None: linear with mse, sigmoid with xent
     loss: str = "mse"  # mse (tf.losses.mean_squared_error) | xent (on the logits) | masked_mse (non-zero inputs only)
     trainable: str = "all"  # what minimize(var_list=...) trains: all | encoder | decoder
@@ -146,6 +152,22 @@ class AEConfig:
         if self.optimizer == "lazyadam" and not self.sparse_input:
             raise ConfigError("optimizer", "lazyadam updates only the rows a sparse batch touches: it needs the sparse "
                                            "path (ratings, masked_mse); on dense input it is adam: use adam")
+
+
+def check_build(cfg, schedule, num_examples, image_shape, nnz, x):
+    """tf1_tied_ae.build's arguments that do not fit together: TypeError or ValueError saying which."""
+    if not isinstance(cfg, AEConfig):
+        raise TypeError("build takes an AEConfig")
+    if (schedule is None) != (num_examples is None) or not isinstance(schedule, (Schedule, type(None))):
+        raise ValueError("give both a tf1_config.Schedule and num_examples, or neither")
+    if x is not None and schedule is not None:
+        raise ValueError("give x or a schedule: a schedule trains on the training set it holds in the graph")
+    if x is not None and x.shape.rank != 2 or x is not None and x.shape[-1] not in (None, cfg.dims[0]):
+        raise ValueError(f"x must be [batch, {cfg.dims[0]}] (dims[0]); got {x.shape}")
+    if cfg.shift and (image_shape is None or image_shape[0] * image_shape[1] != cfg.dims[0]):
+        raise ValueError(f"shift moves images: give image_shape (H, W) with H * W = dims[0] = {cfg.dims[0]}")
+    if cfg.sparse_input and schedule is not None and nnz is None:
+        raise ValueError("sparse_input trains on a sparse training set: give nnz (the CSR matrix's stored values)")
 
 
 def trainable_names(cfg, finetune=False):

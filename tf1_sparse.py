@@ -150,6 +150,18 @@ def at_pairs(g, pairs_rows, where, columns_rows, bias, pair_columns):
         bias, pair_columns)
 
 
+def ends(model, batch, inputs, pairs=None):
+    """(first, last, found) of a model (tf1_tied_ae's: cfg, enc_w, dec_w, dec_b, untied) on a
+    SparseTensor batch whose values are replaced by `inputs`: the first layer's product
+    (`first_layer`), the last layer's logits function (`last_layer`) at `pairs` or the batch's own
+    rated pairs, and the `lookup` of the batch's items."""
+    found = lookup(model.enc_w[0], batch.indices[:, 1], model.cfg.dims[0])
+    first = first_layer(batch, inputs, found)
+    last = last_layer(model.untied, model.dec_w[-1] if model.untied else None, model.enc_w[0], model.dec_b[-1], found,
+                      batch.indices, pairs)
+    return first, last, found
+
+
 def last_layer(untied, decoder_kernel, encoder_kernel, bias, found, own, pairs=None):
     """The last layer's logits, as decode(last=...) takes them (a function of the last hidden layer
     g): at the batch's own rated pairs `own` ([k, 2], the SparseTensor's indices), or at other

@@ -26,48 +26,55 @@ What trains is a list handed to `minimize(var_list=...)` (AEConfig.trainable; tf
 under `train/` (Adam: `train/<variable>/Adam`, `.../Adam_1`, `train/beta1_power`, `train/beta2_power`)
 and `finetune/` (tied-untied), and, when built with a schedule, `progress/*` (tf1_input) and `rbm/*`.
 
-Around the model, apart: the regularisers and learning-rate schedule (tf1_training), the training
-set in the graph and the several-steps-per-call loop (tf1_input), the sparse path (tf1_sparse),
-RBM pretraining (tf1_rbm), a cluster's placement (tf1_cluster). This module only builds graphs.
+Around it: tf1_training (regularisers, learning rate), tf1_input (the training set in the graph, the
+multi-step loop), tf1_sparse, tf1_rbm, tf1_checkpoints, tf1_cluster. This module only builds graphs.
 """
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
+import tf1_checkpoints
 import tf1_input
 import tf1_rbm
 import tf1_sparse
 import tf1_training
 from tf1_config import (MODES, TRAINABLE, AEConfig, ConfigError, OneMachine, RBMConfig, Schedule,  # noqa: F401
-                        trainable_names, variable_shapes)  # (AEConfig, Schedule, ... re-exported)
+                        check_build, trainable_names, variable_shapes)  # (AEConfig, Schedule, ... re-exported)
 
 tf1 = tf.compat.v1
 ACTIVATIONS = {"sigmoid": tf.sigmoid, "relu": tf.nn.relu, "elu": tf.nn.elu, "selu": tf.nn.selu, "tanh": tf.tanh,
-               "linear": tf.identity}
+               "softplus": tf.nn.softplus, "linear": tf.identity}
 OPTIMIZERS = {"adam": tf1.train.AdamOptimizer, "lazyadam": tf1_sparse.LazyAdamOptimizer,
               "sgd": tf1.train.GradientDescentOptimizer}
 
 
-def _initializer(cfg, kind):
-    if cfg.init == "snippet":  # the question: tf.random_normal(shape) for weights and biases alike
-        return tf1.random_normal_initializer(0.0, 1.0)
-    return tf1.glorot_uniform_initializer() if kind == "kernel" else tf1.zeros_initializer()
+def _variable(cfg, kind, shape, getter, given, trainable=True):
+    """kind ("kernel", "bias") in the current scope; given: a caller's {kind: initializer}, else cfg.init's."""
+    init = (given or {}).get(kind)
+    if init is None and cfg.init == "snippet":  # the question: tf.random_normal(shape) for weights and biases alike
+        init = tf1.random_normal_initializer(0.0, 1.0)
+    elif init is None and kind == "bias":
+        init = tf1.zeros_initializer()
+    elif init is None and cfg.init == "he":  # contrib's variance_scaling_initializer(): stddev sqrt(1.3 * 2 / fan_in),
+        init = tf1.truncated_normal_initializer(0.0, (2.6 / shape[0]) ** 0.5)  # the 1.3 for the cut at 2 stddevs
+    elif init is None:
+        init = tf1.glorot_uniform_initializer()  # contrib's xavier_initializer()
+    return tf1.get_variable(kind, shape, initializer=init, trainable=trainable, custom_getter=getter)
 
 
-def encoder_variables(cfg, getter=None):
-    """encoder/layer_{i}/{kernel,bias}, as two lists (the question's encoderWeights/Biases).
-    getter: a custom getter every variable is made through (a placement's), or None."""
+def encoder_variables(cfg, getter=None, initializers=None):
+    """encoder/layer_{i}/{kernel,bias}, as two lists (the question's encoderWeights/Biases). getter: a
+    custom getter every variable is made through (a placement's); initializers: a caller's {"kernel":
+    ..., "bias": ...} in place of cfg.init's."""
     kernels, biases = [], []
     for i in range(len(cfg.dims) - 1):
         with tf1.variable_scope(f"encoder/layer_{i}"):
-            kernels.append(tf1.get_variable("kernel", cfg.dims[i : i + 2], initializer=_initializer(cfg, "kernel"),
-                                            custom_getter=getter))
-            biases.append(tf1.get_variable("bias", [cfg.dims[i + 1]], initializer=_initializer(cfg, "bias"),
-                                           custom_getter=getter))
+            kernels.append(_variable(cfg, "kernel", cfg.dims[i : i + 2], getter, initializers))
+            biases.append(_variable(cfg, "bias", [cfg.dims[i + 1]], getter, initializers))
     return kernels, biases
 
 
-def decoder_variables(cfg, getter=None):
+def decoder_variables(cfg, getter=None, initializers=None):
     """decoder/layer_{j}/bias always, decoder/layer_{j}/kernel unless tied; j counts from the code.
     Only untied mode trains the kernels from the start (sync's are copies; tied-untied's wait)."""
     rev = cfg.dims[::-1]
@@ -75,20 +82,14 @@ def decoder_variables(cfg, getter=None):
     for j in range(len(rev) - 1):
         with tf1.variable_scope(f"decoder/layer_{j}"):
             if cfg.mode != "tied":
-                kernels.append(tf1.get_variable("kernel", rev[j : j + 2], initializer=_initializer(cfg, "kernel"),
-                                                trainable=cfg.mode == "untied", custom_getter=getter))
-            biases.append(tf1.get_variable("bias", [rev[j + 1]], initializer=_initializer(cfg, "bias"),
-                                           custom_getter=getter))
+                kernels.append(_variable(cfg, "kernel", rev[j : j + 2], getter, initializers, cfg.mode == "untied"))
+            biases.append(_variable(cfg, "bias", [rev[j + 1]], getter, initializers))
     return kernels, biases
 
 
 def name_of(variable):
     """A model variable's name ("encoder/layer_0/kernel"), also of one a placement stores in parts."""
     return variable.name.split(":")[0]
-
-
-def _keep(h, layer, drop):
-    return h if drop is None else drop(h, layer)
 
 
 def encode(cfg, x, kernels, biases, drop=None, first=None):
@@ -98,7 +99,8 @@ def encode(cfg, x, kernels, biases, drop=None, first=None):
     h = x
     for i, (w, b) in enumerate(zip(kernels, biases)):
         act = cfg.code_activation if i == len(kernels) - 1 else cfg.activation
-        h = _keep(ACTIVATIONS[act]((first if i == 0 and first is not None else tf.matmul(h, w)) + b), i, drop)
+        h = ACTIVATIONS[act]((first if i == 0 and first is not None else tf.matmul(h, w)) + b)
+        h = h if drop is None else drop(h, i)
     return h
 
 
@@ -122,7 +124,8 @@ def decode(cfg, code, biases, kernels=None, encoder_kernels=None, drop=None, las
             # decoder-path gradients; transpose_b reads W in place (no transposed copy per step).
             g = tf.matmul(g, encoder_kernels[n - 1 - j], transpose_b=True) + biases[j]
         if j < n - 1:
-            g = _keep(ACTIVATIONS[cfg.activation](g), n + j, drop)
+            g = ACTIVATIONS[cfg.activation](g)
+            g = g if drop is None else drop(g, n + j)
     return g, ACTIVATIONS[cfg.output_activation](g)
 
 
@@ -154,7 +157,7 @@ class Head(NamedTuple):
 
     code: tf.Tensor  # [batch, dims[-1]] float32
     reconstruction: tf.Tensor  # [batch, dims[0]] float32, after the output activation
-    loss: tf.Tensor  # scalar float32, the training loss (mse or xent, mean over all entries)
+    loss: tf.Tensor  # scalar float32: the loss of the clean pass, no weight decay (mse, xent or masked_mse)
     sse: tf.Tensor  # [batch] float32, sum over pixels of (x - reconstruction)^2 (Hinton 2006's unit)
     train_op: tf.Operation  # one optimizer step on exactly var_list (then sync's re-assignment)
     var_list: Tuple[tf.Variable, ...]  # what train_op may change
@@ -168,8 +171,7 @@ class Head(NamedTuple):
 
 
 class _Parts(NamedTuple):
-    """build's working set: encoder and decoder (kernels, biases); epoch_examples, what an epoch counts
-    (the pipeline's rows, or all of a cluster's shards)."""
+    """build's working set: encoder, decoder (kernels, biases); epoch_examples, what an epoch counts."""
 
     cfg: AEConfig
     x: tf.Tensor
@@ -199,11 +201,9 @@ class _Model:
     def sparse_forward(self, batch, inputs, pairs=None, drop=None):
         """(code, output at pairs, the tf1_sparse.Lookup of its items) of a SparseTensor batch whose
         values are replaced by `inputs`; pairs [q, 2] (row, column), None: the batch's own rated pairs."""
-        cfg, found = self.cfg, tf1_sparse.lookup(self.enc_w[0], batch.indices[:, 1], self.cfg.dims[0])
-        code = encode(cfg, None, self.enc_w, self.enc_b, drop, first=tf1_sparse.first_layer(batch, inputs, found))
-        last = tf1_sparse.last_layer(self.untied, self.dec_w[-1] if self.untied else None, self.enc_w[0],
-                                     self.dec_b[-1], found, batch.indices, pairs)
-        _, output = decode(cfg, code, self.dec_b, kernels=self.dec_w if self.untied else None,
+        first, last, found = tf1_sparse.ends(self, batch, inputs, pairs)
+        code = encode(self.cfg, None, self.enc_w, self.enc_b, drop, first=first)
+        _, output = decode(self.cfg, code, self.dec_b, kernels=self.dec_w if self.untied else None,
                            encoder_kernels=None if self.untied else self.enc_w, drop=drop, last=last)
         return code, output, found
 
@@ -253,7 +253,11 @@ def head(parts, name, untied, var_list, rate, after=None):
         steps = tf1_input.multi_step(parts.pipe, loop_step, cfg.sparse_input) if parts.pipe is not None and \
             parts.placement.loop else None
         now = tf.cast(rate(), tf.float32, name="learning_rate")  # what the next step uses, for the logs
-    code, reconstruction, loss, sse = clean
+        # the losses' graph names say what each holds (a TF1 code base's `loss` often held the weight decay)
+        loss = tf.identity(clean[2], name="clean_loss_without_weight_decay")
+        trained = trained._replace(loss=tf.identity(trained.loss, name="training_loss_without_weight_decay"),
+                                   objective=tf.identity(trained.objective, name="training_loss_with_weight_decay"))
+    code, reconstruction, _, sse = clean
     return Head(code=code, reconstruction=reconstruction, loss=loss, sse=sse, train_op=train_op,
                 var_list=tuple(var_list), training=trained, decoder="untied" if untied else "tied",
                 learning_rate=now, optimizer=optimizer, pass_on=passes.on, after=after, sparse=sparse), steps
@@ -279,84 +283,79 @@ class AutoEncoder(NamedTuple):
     stages: Tuple[tf1_input.Stage, ...]  # in order; RBMs first when pretraining
 
 
-def build(cfg, schedule=None, num_examples=None, finalize=True, input_kind="resident", nnz=None, image_shape=None,
-          placement=None, epoch_examples=None):
-    """Build the autoencoder of `cfg` into a new, finalised tf.Graph; nothing runs.
+def build(cfg, schedule=None, num_examples=None, finalize=None, input_kind="resident", nnz=None, image_shape=None,
+          placement=None, epoch_examples=None, x=None, initializers=None, init_from=None, init_map=None):
+    """Build the autoencoder of `cfg`; nothing runs. Into a new tf.Graph, finalised (finalize=False
+    leaves it open), or, with `x` (the caller's [batch, dims[0]] float32 tensor: a placeholder, a
+    tf.data batch), into x's graph at its top scope, whose seed and finalising stay the caller's.
 
     With a `schedule` (tf1_config.Schedule) and `num_examples`, the graph also holds the training
     set (ae.input: fill it with tf1_input.load) and the run's stages (ae.stages), RBMs first when
     schedule.rbm is set; `ae.x` then defaults to the next batch. input_kind: tf1_input's resident
     cursor or tfdata (the same batches). nnz: the training set is a sparse CSR matrix with that many
     stored values (ratings; fill it with (indptr, columns, values)). image_shape: (H, W) of the
-    examples for cfg.shift. finalize=False leaves the graph open for extra ops. placement: where the
-    pieces go (OneMachine's attributes; a cluster's worker: tf1_cluster.placement), the variable names
-    a single machine's. epoch_examples: the training set's size when the graph holds part of it (one
-    worker's shard of num_examples rows): the stages' steps per epoch count the whole set."""
-    if not isinstance(cfg, AEConfig):
-        raise TypeError("build takes an AEConfig")
-    if (schedule is None) != (num_examples is None) or not isinstance(schedule, (Schedule, type(None))):
-        raise ValueError("give both a tf1_config.Schedule and num_examples, or neither")
-    if cfg.shift and (image_shape is None or image_shape[0] * image_shape[1] != cfg.dims[0]):
-        raise ValueError(f"shift moves images: give image_shape (H, W) with H * W = dims[0] = {cfg.dims[0]}")
-    if cfg.sparse_input and schedule is not None and nnz is None:
-        raise ValueError("sparse_input trains on a sparse training set: give nnz (the CSR matrix's stored values)")
-    placement = placement or OneMachine()
-    graph = tf.Graph()
+    examples for cfg.shift. placement: where the pieces go (OneMachine's attributes; a cluster's
+    worker: tf1_cluster.placement). epoch_examples: the training set's size when the graph holds
+    part of it (one worker's shard of num_examples rows). initializers: a caller's {"kernel": ...,
+    "bias": ...} for cfg.init's. init_from: a checkpoint whose values the variables start from,
+    init_map {its name: the model's} (None: the model's own names), checked first (tf1_checkpoints)."""
+    check_build(cfg, schedule, num_examples, image_shape, nnz, x)
+    placement, graph = placement or OneMachine(), tf.Graph() if x is None else x.graph
+    mapping = tf1_checkpoints.assignment(init_from, variable_shapes(cfg), init_map) if init_from else None
     with graph.as_default(), tf1.device(placement.model):
-        if cfg.seed is not None:
+        if cfg.seed is not None and x is None:
             tf1.set_random_seed(cfg.seed)  # the graph's seed: op seeds follow from creation order
         global_step = tf1.train.get_or_create_global_step()
         with tf1.device(placement.local):
             pipe = tf1_input.pipeline(num_examples, cfg.dims[0], input_kind, nnz) if schedule else None
-        default = pipe.next_batch() if pipe else None
-        x = tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe else \
-            tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
-        (enc_w, enc_b), (dec_w, dec_b) = encoder_variables(cfg, placement.getter), decoder_variables(cfg, placement.getter)
-        variables = {name_of(v): v for v in [*enc_w, *enc_b, *dec_w, *dec_b]}
-        parts = _Parts(cfg, x, (enc_w, enc_b), (dec_w, dec_b), variables, global_step, pipe,
+        given, default = x, pipe.next_batch() if pipe else None
+        x = x if given is not None else tf1.placeholder_with_default(default, [None, cfg.dims[0]], "x") if pipe \
+            else tf1.placeholder(tf.float32, [None, cfg.dims[0]], "x")
+        encoder = encoder_variables(cfg, placement.getter, initializers)
+        decoder = decoder_variables(cfg, placement.getter, initializers)
+        variables = {name_of(v): v for v in [*encoder[0], *encoder[1], *decoder[0], *decoder[1]]}
+        if mapping:
+            tf1_checkpoints.init_from(init_from, mapping, variables)
+        parts = _Parts(cfg, x, encoder, decoder, variables, global_step, pipe,
                        tuple(image_shape) if image_shape else None, epoch_examples or num_examples, placement)
         model = _heads_and_stages(parts, schedule)
         placement.settle()
         init = tf.group(tf1.global_variables_initializer(), tf1.local_variables_initializer())
         if model["sync_op"] is not None:  # the frozen copies start equal to the transposes
             with tf.control_dependencies([init]):
-                init = assign_transposes(parts.decoder[0], parts.encoder[0], placement.read)
+                init = assign_transposes(decoder[0], encoder[0], placement.read)
         saver = tf1.train.Saver(max_to_keep=3, save_relative_paths=True)
         # a second Saver for the best epoch: its own bookkeeping, so the rolling one never prunes it
         best_saver = tf1.train.Saver([*variables.values(), global_step], max_to_keep=1, save_relative_paths=True,
                                      name="best_saver")
-        if finalize:
-            graph.finalize()
+    if finalize or (finalize is None and given is None):
+        graph.finalize()
     return AutoEncoder(config=cfg, graph=graph, x=x, variables=variables, global_step=global_step, init_op=init,
                        saver=saver, best_saver=best_saver, input=pipe, **model)
 
 
 def _heads_and_stages(parts, schedule):
     """The heads, the ops between them, and (with a schedule) the stages, as build's dict of parts."""
-    cfg, variables, (enc_w, _), (dec_w, _), read = parts.cfg, parts.variables, parts.encoder, parts.decoder, \
-        parts.placement.read
+    cfg, (enc_w, _), (dec_w, _), read = parts.cfg, parts.encoder, parts.decoder, parts.placement.read
+    transposes = lambda: assign_transposes(dec_w, enc_w, read)  # noqa: E731  (decoder kernels <- encoder's^T)
     stages = tf1_rbm.unrolled_stages(schedule.rbm, parts.pipe, parts.global_step, parts.encoder, parts.decoder,
-                                     lambda dec_w, enc_w: assign_transposes(dec_w, enc_w, read)) \
-        if schedule and schedule.rbm else ()
+                                     lambda *_: transposes()) if schedule and schedule.rbm else ()
     first = stages[-1].last_step if stages else 0
     per_epoch = parts.epoch_examples // schedule.batch_size if schedule else 0
-    decay = max(1, schedule.epochs * per_epoch) if schedule else None  # cosine over all the autoencoder's steps
-    sync_op = assign_transposes(dec_w, enc_w, read) if cfg.mode == "sync" else None
-    resync = (lambda: assign_transposes(dec_w, enc_w, read)) if sync_op is not None and (
-        schedule is None or schedule.sync_every == "step") else None
+    rate = lambda: tf1_training.learning_rate(  # noqa: E731  (cosine over all the autoencoder's steps)
+        cfg, parts.global_step, first, max(1, schedule.epochs * per_epoch) if schedule else None)
+    sync_op = transposes() if cfg.mode == "sync" else None
+    resync = transposes if sync_op is not None and (schedule is None or schedule.sync_every == "step") else None
     train, train_steps = head(parts, "train", cfg.mode in ("untied", "sync"),
-                              [variables[n] for n in trainable_names(cfg)],
-                              tf1_training.learning_rate(cfg, parts.global_step, first, decay), resync)
+                              [parts.variables[n] for n in trainable_names(cfg)], rate(), resync)
     finetune = untie_op = None
     if cfg.mode == "tied-untied":
-        untie_op = tf.group(assign_transposes(dec_w, enc_w, read), name="untie")
+        untie_op = tf.group(transposes(), name="untie")
         finetune, finetune_steps = head(parts, "finetune", True,
-                                        [variables[n] for n in trainable_names(cfg, finetune=True)],
-                                        tf1_training.learning_rate(cfg, parts.global_step, first, decay))
+                                        [parts.variables[n] for n in trainable_names(cfg, finetune=True)], rate())
     if schedule:
         tied = schedule.tied_epochs if cfg.mode == "tied-untied" else schedule.epochs  # Schedule: half, unless given
-        epoch_end = sync_op if schedule.sync_every == "epoch" and sync_op is not None else None
-        per = (schedule.batch_size, per_epoch)
+        epoch_end, per = sync_op if schedule.sync_every == "epoch" else None, (schedule.batch_size, per_epoch)
         stages += (tf1_input.epochs_stage("tied" if untie_op is not None else cfg.mode, tied, 0, first, *per,
                                           train_steps, train, epoch_end=epoch_end),)
         if untie_op is not None:

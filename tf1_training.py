@@ -144,8 +144,8 @@ def learning_rate(cfg, global_step, first_step=0, decay_steps=None):
 
 
 class Training(NamedTuple):
-    """What a training step on `x` computes. Without regularisers, input is x and code and loss are
-    the clean pass's own tensors."""
+    """What a training step on `x` computes. Without regularisers, input is x and code and loss hold
+    the clean pass's values."""
 
     input: tf.Tensor  # [batch, dims[0]]: x after masking and Gaussian noise (None on the sparse path)
     code: tf.Tensor  # [batch, dims[-1]]: the code after dropout

@@ -20,7 +20,7 @@ from tae_config import AEConfig, ConfigError, RunConfig
     (AEConfig, dict(dims=(10, 2.5)), "dims"), (AEConfig, dict(dims=(10, -3)), "dims"),
     (AEConfig, dict(dims=5), "dims"), (AEConfig, dict(mode="transposed"), "mode"),
     (AEConfig, dict(activation="gelu"), "activation"), (AEConfig, dict(code_activation="x"), "code_activation"),
-    (AEConfig, dict(loss="l1"), "loss"), (AEConfig, dict(init="he"), "init"),
+    (AEConfig, dict(loss="l1"), "loss"), (AEConfig, dict(init="xavier"), "init"),
     (AEConfig, dict(trainable="bias"), "trainable"), (AEConfig, dict(learning_rate=0), "learning_rate"),
     (AEConfig, dict(learning_rate=-1e-3), "learning_rate"), (AEConfig, dict(learning_rate=float("nan")), "learning_rate"),
     (AEConfig, dict(learning_rate=float("inf")), "learning_rate"),
@@ -33,7 +33,7 @@ from tae_config import AEConfig, ConfigError, RunConfig
     (RunConfig, dict(pretrain="dbn"), "pretrain"), (RunConfig, dict(pretrain_epochs=0), "pretrain_epochs"),
     (RunConfig, dict(rbm_lr=0.0), "rbm_lr"), (RunConfig, dict(rbm_weight_cost=-1.0), "rbm_weight_cost"),
     (RunConfig, dict(rbm_momentum=(0.5,)), "rbm_momentum"), (RunConfig, dict(rbm_momentum=(0.5, 1.5)), "rbm_momentum"),
-    (RunConfig, dict(dataset=""), "dataset"),
+    (RunConfig, dict(dataset=""), "dataset"), (RunConfig, dict(init_map="m.json"), "init_map"),
     (AEConfig, dict(mask_noise=1.0), "mask_noise"), (AEConfig, dict(mask_noise=-0.1), "mask_noise"),
     (AEConfig, dict(gaussian_noise=-1.0), "gaussian_noise"), (AEConfig, dict(weight_decay=float("nan")), "weight_decay"),
     (AEConfig, dict(code_dropout=1.0), "code_dropout"), (AEConfig, dict(hidden_dropout=True), "hidden_dropout"),
@@ -94,6 +94,7 @@ FLAG_TABLE = {  # flag -> (owner field, the default its help states: the constan
     "--rbm-weight-cost": ("rbm_weight_cost", f"{R.rbm_weight_cost:g}"),
     "--rbm-momentum": ("rbm_momentum", ",".join(f"{m:g}" for m in R.rbm_momentum)),
     "--rbm-batch-size": ("rbm_batch_size", str(R.rbm_batch_size)),
+    "--init-from": ("init_from", "none: --init"), "--init-map": ("init_map", "every model variable under its own name"),
 }
 
 

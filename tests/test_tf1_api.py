@@ -106,7 +106,7 @@ needs_golden = pytest.mark.skipif(not GOLDEN.exists(), reason=f"TF 1.15's API go
 @pytest.mark.parametrize("module", LIBRARY)
 def test_the_library_uses_only_tf_1_15_names(module):
     source = (ROOT / module).read_text()
-    assert len(uses(source)) > 10  # the walk finds the module's TensorFlow names
+    assert len(uses(source)) > 3  # the walk finds the module's TensorFlow names
     assert missing(source) == []
 
 
