@@ -116,7 +116,9 @@ def test_waits_for_a_peer_are_spoken_and_stopped_at_once_and_a_taken_port_is_one
     busy = ["--ps-hosts", f"127.0.0.1:{taken.getsockname()[1]}", "--worker-hosts", "127.0.0.1:1"]
     start = lambda *args, **kw: subprocess.Popen([sys.executable, str(ROOT / "train.py"), *map(str, args)],  # noqa: E731
                                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-    chiefs = {sig: start(*flags[sig], "--job-name", "worker", "--task-index", 0, *DIGITS, "--out", tmp_path / f"run{sig}")
+    np.save(tmp_path / "rows.npy", np.random.RandomState(0).rand(40, 16).astype(np.float32))  # no scikit-learn to import
+    data = ["--dataset", tmp_path / "rows.npy", "--dims", "16,4"]
+    chiefs = {sig: start(*flags[sig], "--job-name", "worker", "--task-index", 0, *data, "--out", tmp_path / f"run{sig}")
               for sig in flags}
     ps = start(*busy, "--job-name", "ps", "--task-index", 0)
     try:
