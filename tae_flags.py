@@ -49,7 +49,8 @@ FLAGS = {  # field: its flag; AEConfig's fields first, in field order, then RunC
                    applies=NOT_PRETRAINED),
     "activation": option("hidden units: " + " | ".join(ACTIVATIONS), applies=HIDDEN),
     "code_activation": option("code layer: " + " | ".join(ACTIVATIONS)),
-    "output_activation": option("linear | sigmoid", default_text="linear with mse, sigmoid with xent"),
+    "output_activation": option("the reconstruction: " + " | ".join(ACTIVATIONS) + " (xent takes sigmoid)",
+                                default_text="linear with mse, sigmoid with xent"),
     "loss": option("mse (tf.losses.mean_squared_error) | xent (sigmoid cross-entropy on the logits) | masked_mse "
                    "(ratings: squared error over the non-zero inputs only, divided by their count; 0 means unrated)"),
     "trainable": option("what minimize(var_list=...) trains: all | encoder | decoder"),

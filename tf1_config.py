@@ -88,7 +88,7 @@ class AEConfig:
     init: str = "glorot"
     activation: str = "elu"  # hidden units
     code_activation: Optional[str] = "linear"  # the code layer: linear, NOT as `activation` (None: as `activation`)
-    output_activation: Optional[str] = None  # linear | sigmoid; None: linear with mse, sigmoid with xent
+    output_activation: Optional[str] = None  # as activation's choices; None: linear with mse, sigmoid with xent
     loss: str = "mse"  # mse (tf.losses.mean_squared_error) | xent (on the logits) | masked_mse (non-zero inputs only)
     trainable: str = "all"  # what minimize(var_list=...) trains: all | encoder | decoder
     optimizer: str = "adam"  # adam | lazyadam (sparse_input: updates only the rows a batch touches) | sgd
@@ -121,7 +121,7 @@ class AEConfig:
         choice("loss", self.loss, LOSSES)
         if self.output_activation is None:
             object.__setattr__(self, "output_activation", "sigmoid" if self.loss == "xent" else "linear")
-        choice("output_activation", self.output_activation, ("linear", "sigmoid"))
+        choice("output_activation", self.output_activation, ACTIVATIONS)
         if self.loss == "xent" and self.output_activation != "sigmoid":
             raise ConfigError("output_activation", "must be sigmoid with loss xent (it is the loss's own link)")
         choice("trainable", self.trainable, TRAINABLE)  # tied + decoder: the decoder biases alone

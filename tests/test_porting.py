@@ -81,6 +81,22 @@ def run(graph, fetches, feed=None, init=True):
         return sess.run(fetches, feed)
 
 
+def test_porting_initialize_all_variables_eval_and_run():
+    """tf.initialize_all_variables() is tf1.global_variables_initializer() (the old name still in
+    tf.compat.v1); tensor.eval() and op.run() use the default session: inside `with
+    tf1.Session(graph=g):` they work as in 1.x, outside one they are refused (loud)."""
+    with tf.Graph().as_default() as g:
+        v = tf1.get_variable("v", initializer=3.0)
+        old, new = tf1.initialize_all_variables(), tf1.global_variables_initializer()
+        y = v * 2
+    with tf1.Session(graph=g):
+        old.run()
+        assert y.eval() == 6.0
+        new.run()
+    with pytest.raises(ValueError, match="default session"):
+        y.eval()
+
+
 def test_porting_placeholders_need_a_graph():
     """Loud: in TF 2's eager mode a placeholder raises; inside a graph's block it is TF 1.x's."""
     with pytest.raises(RuntimeError, match="eager"):
@@ -568,6 +584,7 @@ def test_porting_activations_and_the_code_layers_default():
     assert tae.AEConfig(activation="elu").code_activation == "linear"
     assert tae.AEConfig(activation="elu", code_activation=None).code_activation == "elu"
     assert "does not\n    follow `activation`" in tae.AEConfig.__doc__
+    assert tae.AEConfig(output_activation="tanh").output_activation == "tanh"  # a code base's tanh output
     cfg = tae.AEConfig(dims=(5, 3), activation="softplus", code_activation="softplus", output_activation="linear")
     x0 = np.random.RandomState(0).randn(4, 5).astype(np.float32)
     ae = tae.build(cfg)
