@@ -11,6 +11,7 @@ of the same shape, which costs the same):
   question                  the 2018 question's code as written: untied, feed_dict per batch
   keras-fit                 Keras 3 model.fit with the common tied recipe (a Dense-transpose layer)
   torch-eager               PyTorch eager, tied through F.linear on the encoder's weight (if installed)
+  tf2-native                tf2_tied_ae (the same model in TF2's own idiom): its tf.function step over tf.data
   roofline                  TensorFlow's measured float32 matmul rate / the model's training FLOPs
 All use sigmoid hidden units, Adam (lr 1e-3) and squared error; every contender trains two
 epochs and is timed on the second. This machine's speed drifts (2x between days and hosts), so the
@@ -209,6 +210,31 @@ def run_torch(arch, data_dir):
     return steps * batch / seconds
 
 
+def run_tf2(arch, data_dir):
+    """tf2_tied_ae, the TF2-native model: its tf.function step over a tf.data pipeline (shuffled,
+    batched, prefetched), one Python call per step, as TensorFlow's custom-training-loop guide has it."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.path.insert(0, str(ROOT))
+    import tensorflow as tf
+
+    import tf2_tied_ae
+    from tf1_config import AEConfig
+
+    dims, batch, code_act, out_act = ARCHS[arch]
+    data = load_data(data_dir)
+    cfg = AEConfig(dims=dims, mode="tied", activation="sigmoid", code_activation=code_act,
+                   output_activation=out_act, loss="mse", learning_rate=1e-3)
+    trainer = tf2_tied_ae.Trainer(tf2_tied_ae.TiedAutoEncoder(cfg))
+    batches = tf.data.Dataset.from_tensor_slices(data).shuffle(len(data), seed=0).batch(batch, drop_remainder=True)
+    for epoch in range(2):
+        t0 = time.time()
+        for x in batches.prefetch(1):
+            loss = trainer.step(x)
+        float(loss)  # the last step done
+        seconds = time.time() - t0
+    return (len(data) // batch) * batch / seconds
+
+
 def run_matmul(n=2048, repeats=30):
     """TensorFlow's float32 matmul rate in GFLOP/s (n x n by n x n, best of a few rounds)."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -241,6 +267,7 @@ WORKERS = {
     "question": lambda arch, d, base: run_question(arch, d),
     "keras-fit": lambda arch, d, base: run_keras(arch, d),
     "torch-eager": lambda arch, d, base: run_torch(arch, d),
+    "tf2-native": lambda arch, d, base: run_tf2(arch, d),
 }
 
 
