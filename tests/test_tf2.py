@@ -184,3 +184,16 @@ def test_tf2_the_shim_route_runs_the_librarys_graph_code_eagerly():
         return loss
 
     np.testing.assert_allclose([float(step(tf.constant(b))) for b in BATCHES], theirs, rtol=RTOL)
+
+
+def test_tf2_docs_migrating_code_runs_as_written(tmp_path, monkeypatch):
+    import re
+
+    from conftest import ROOT
+
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "migrating.md").read_text(), flags=re.S)
+    assert blocks
+    for k, block in enumerate(blocks):
+        exec(compile(block, f"docs/migrating.md block {k + 1}", "exec"), {"__name__": "__doc__"})
+    assert (tmp_path / "tf2_export" / "saved_model.pb").exists()
