@@ -199,7 +199,7 @@ def load_keras_npz(path, name):
 
 def load_digits():
     """scikit-learn's bundled 8x8 digits (1,797 images, 0..16), a fixed 80/20 split."""
-    from sklearn.datasets import load_digits as sk_digits
+    from sklearn.datasets import load_digits as sk_digits  # here: --help and other data answer without scikit-learn
 
     bunch = sk_digits()
     images, targets = bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
@@ -270,7 +270,7 @@ def _reason(error):
 
 
 def _download(name):
-    import tensorflow as tf
+    import tensorflow as tf  # here: the loaders run before TensorFlow's import (tae_cli), a download needs it
 
     module = {"mnist": tf.keras.datasets.mnist, "fashion_mnist": tf.keras.datasets.fashion_mnist}[name]
     try:

@@ -7,7 +7,7 @@ import numpy as np
 
 
 def _png(fig):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, as in _pyplot: --help answers without matplotlib
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -16,7 +16,7 @@ def _png(fig):
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # here: --help answers without matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt

@@ -226,7 +226,7 @@ class ImageScoring:
         ds, cfg = self.ds, self.cfg
         if ds.train_labels is None or ds.test_labels is None or not len(ds.test):
             return None
-        import sklearn
+        import sklearn  # here: --help answers without scikit-learn
         from sklearn.neighbors import KNeighborsClassifier
 
         def score(train, test):  # distances in chunks of 64 MB (scikit-learn's default allows 1 GB)
