@@ -87,7 +87,7 @@ def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tf2") / "run"
     import tae_cli
 
-    assert tae_cli.main(["--dataset", "digits", "--mode", "tied-untied", "--epochs", "4", "--batch-size", "100",
+    assert tae_cli.main(["--dataset", "digits", "--mode", "tied-untied", "--epochs", "2", "--batch-size", "100",
                          "--out", str(out)]) == 0
     return out
 
