@@ -145,10 +145,10 @@ class Trainer(tf.Module):
 
     def __init__(self, model, finetune=False):
         super().__init__(name="finetune" if finetune else "train")
-        cfg, named = model.cfg, model.variables_by_name()
+        cfg, named, names = model.cfg, model.variables_by_name(), trainable_names(model.cfg, finetune=finetune)
         self.model = model
-        self.var_list = [named[n] for n in trainable_names(cfg, finetune=finetune)]
-        self.kernels = [v for n, v in zip(trainable_names(cfg, finetune=finetune), self.var_list) if n.endswith("/kernel")]
+        self.var_list = [named[n] for n in names]
+        self.kernels = [named[n] for n in names if n.endswith("/kernel")]  # each decayed once, as in the graph
         self.optimizer = tf.keras.optimizers.Adam(cfg.learning_rate, epsilon=1e-8) if cfg.optimizer == "adam" else \
             tf.keras.optimizers.SGD(cfg.learning_rate)
 
