@@ -108,7 +108,8 @@ def _layout(path):
                     break
     if not lines:
         return None
-    header = int(not _INTEGER.fullmatch(fields_of(lines[0], separator(lines[0]))[0]))  # a first line of names
+    # a first line of names ("user,item,rating"); one that starts with a number is a rating, checked as any other
+    header = int(not _NUMBER.fullmatch(fields_of(lines[0], separator(lines[0]))[0]))
     return separator(lines[min(header, len(lines) - 1)]), header
 
 
@@ -218,6 +219,7 @@ def _read_lines(path, scale):
         raise DataError(f"cannot read ratings file {path} ({e.strerror or e}); check the path") from None
     sep = layout[0] if layout else None
     users, items, values, lines = [], [], [], []
+    skipped = False
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -227,7 +229,8 @@ def _read_lines(path, scale):
                             "needs user, item and rating" + (f", separated by {_NAMES.get(sep, sep)} as the first "
                                                              "line is" if sep else ""))
         if not (_INTEGER.fullmatch(fields[0]) and _INTEGER.fullmatch(fields[1])):
-            if number == 1 and not users and layout[1]:  # a header line
+            if not users and not skipped and layout[1]:  # the header line: the first non-blank one
+                skipped = True
                 continue
             raise DataError(f"{path} line {number}: user and item must be integer ids, written as whole numbers; got "
                             f"{fields[0]!r}, {fields[1]!r}")

@@ -223,16 +223,24 @@ def test_a_byte_order_mark_is_not_a_header_and_ids_are_exact_to_2_63(tmp_path, s
     ("nan", "1{s}10{s}nan", "the rating 'nan' is not a number"),
     ("decimal comma", "1{s}10{s}3,5", "the rating '3,5' has a decimal comma; write it with a point (3.5)"),
 ])
-def test_ratings_are_read_exactly_or_refused_naming_the_line(tmp_path, sep, case, line, words):
+@pytest.mark.parametrize("first", [False, True], ids=["second line", "first line"])
+def test_ratings_are_read_exactly_or_refused_naming_the_line(tmp_path, sep, case, line, words, first):
     """The same refusal whatever the separator (NumPy's reader for one-character ones hands over
-    to the line reader); a comma file's "3,5" is two columns, a rating and a timestamp, not a fraction."""
+    to the line reader); a comma file's "3,5" is two columns, a rating and a timestamp, not a fraction.
+    On the first line too: a line that starts with a number is a rating, never taken for a header."""
     if case == "decimal comma" and sep == ",":
         pytest.skip("in a comma-separated file 3,5 is a rating of 3 and a fourth column, as MovieLens' timestamp")
     path = tmp_path / "r.txt"
-    path.write_text(f"2{sep}11{sep}4\n" + line.format(s=sep) + "\n")
+    good, bad = f"2{sep}11{sep}4\n", line.format(s=sep) + "\n"
+    path.write_text(bad + good if first else good + bad)
     with pytest.raises(DataError) as e:
         tae_ratings.read_ratings(path)
-    assert f"line 2: " in str(e.value) and words in str(e.value), str(e.value)
+    assert f"line {1 if first else 2}: " in str(e.value) and words in str(e.value), str(e.value)
+
+
+def test_a_header_after_blank_lines_is_still_a_header(tmp_path):
+    r = tae_ratings.read_ratings(write(tmp_path, "\n\nuser,item,rating\n1,10,4\n2,10,3.5\n", "r.csv"))
+    assert r.users.tolist() == [1, 2] and r.values.tolist() == [4.0, 3.5]
 
 
 def test_a_space_separated_file_with_a_decimal_comma_is_refused(tmp_path):
