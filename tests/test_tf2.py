@@ -61,6 +61,22 @@ def test_tf2_loss_trace_equals_the_graphs(fields):
         assert np.array_equal(model.variables_by_name()["decoder/layer_1/bias"].numpy(), start["decoder/layer_1/bias"])
 
 
+@pytest.mark.parametrize("activation", tae.ACTIVATIONS)
+def test_tf2_every_activation_computes_the_graphs(activation):
+    """tf2_tied_ae keeps its own activation map (it does not import the graph): each name in it means
+    the graph's function, as hidden, code and output activation, on one forward pass from equal values."""
+    cfg = tae.AEConfig(dims=(64, 16, 4), activation=activation, code_activation=activation,
+                       output_activation=activation)
+    graph = tae.build_inference(cfg, untied=False)  # the forward pass alone: no heads to build
+    with graph.graph.as_default():
+        init = tf1.global_variables_initializer()
+    with tf1.Session(graph=graph.graph) as sess:
+        sess.run(init)
+        values, theirs = sess.run([graph.variables, graph.reconstruction], {graph.x: BATCHES[0]})
+    ours = tf2ae.TiedAutoEncoder(cfg, values)(tf.constant(BATCHES[0])).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 def test_tf2_refuses_what_only_the_graph_has():
     for fields, words in ((dict(mask_noise=0.1), "mask_noise=0.1 is the graph's alone"),
                           (dict(mode="sync"), "mode='sync' is the graph's alone"),
